@@ -1,0 +1,47 @@
+# Stock trading service — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+VENDOR_PORT ?= 8099
+export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: help run test lint typecheck unit bench test-reliability manifests image clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.runtime: requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: $(BIN)/.runtime ## start the vendor simulator and the service (SQLite, in-process Redis); Ctrl-C stops both
+	@mkdir -p instance
+	$(BIN)/flask --app service.wsgi db upgrade
+	@trap 'kill 0 2>/dev/null' EXIT; \
+	  $(BIN)/python -m service.vendor.simulator --port $(VENDOR_PORT) & \
+	  echo "service on http://127.0.0.1:$(PORT) — try: curl 'http://127.0.0.1:$(PORT)/stocks?limit=5'"; \
+	  VENDOR_BASE_URL=http://127.0.0.1:$(VENDOR_PORT) PORT=$(PORT) HOST=127.0.0.1 \
+	    $(BIN)/gunicorn -c python:service.gunicorn_conf service.wsgi:app
+
+lint: $(BIN)/.dev ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## the whole suite on PostgreSQL and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
+	$(BIN)/pytest
+
+unit: $(BIN)/.dev ## the suite without the linters
+	$(BIN)/pytest
+
+clean: ## remove the virtualenv, caches and the embedded database
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

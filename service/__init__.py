@@ -1,0 +1,1 @@
+"""Stock trading service: list stocks, buy them, see portfolios, report daily."""

@@ -1,0 +1,63 @@
+"""The application factory: it only wires things together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from service import api as api_package
+from service import jobs
+from service.config import Settings
+from service.errors import register_error_handlers
+from service.extensions import api, db, migrate, redis_store
+from service.logging import register_request_id
+from service.metrics import register_request_metrics
+from service.vendor.client import register_vendor
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app from ``settings`` (default: the environment).
+
+    :raises ConfigError: when an environment variable has an unusable value.
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(_flask_config(settings))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["settings"] = settings
+    register_request_id(app)
+    register_request_metrics(app)
+    register_extensions(app, settings)
+    register_error_handlers(app)
+    api_package.register_blueprints(app)
+    jobs.register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    redis_store.init_app(app, settings.redis_url)
+    register_vendor(app, settings)
+    api.init_app(app)
+
+
+def _flask_config(settings: Settings) -> dict[str, Any]:
+    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    if not settings.uses_sqlite:
+        engine_options.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+    return {
+        "SQLALCHEMY_DATABASE_URI": settings.database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "API_TITLE": "Stock trading service",
+        "API_VERSION": "1.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    }

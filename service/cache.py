@@ -1,0 +1,78 @@
+"""Redis helpers that fail open: a Redis error is logged, counted and bypassed.
+
+Values are JSON. Every function here returns "nothing cached" instead of
+raising when Redis misbehaves, so callers fall back to the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from service.extensions import redis_store
+from service.metrics import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+def record_failure(component: str, exc: RedisError) -> None:
+    """Count and log a bypassed Redis failure."""
+    REDIS_ERRORS.labels(component).inc()
+    log.warning("redis unavailable, bypassed", extra={"component": component, "error": repr(exc)})
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, the encoding of every cached value."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def get_json(key: str, component: str = "cache") -> Any | None:
+    """The decoded value at ``key``, or ``None`` when absent or Redis fails."""
+    try:
+        raw = redis_store.client.get(key)
+    except RedisError as exc:
+        record_failure(component, exc)
+        return None
+    return None if raw is None else json.loads(raw)
+
+
+def get_many_json(keys: Iterable[str], component: str = "cache") -> dict[str, Any]:
+    """The decoded values of those ``keys`` that exist (``{}`` when Redis fails)."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    try:
+        raws = redis_store.client.mget(keys)
+    except RedisError as exc:
+        record_failure(component, exc)
+        return {}
+    return {key: json.loads(raw) for key, raw in zip(keys, raws, strict=True) if raw is not None}
+
+
+def set_many_json(values: Mapping[str, Any], ttl_seconds: int, component: str = "cache") -> bool:
+    """Store ``values`` with one expiry, in one round trip; ``False`` if Redis failed."""
+    if not values:
+        return True
+    try:
+        pipe = redis_store.client.pipeline(transaction=False)
+        for key, value in values.items():
+            pipe.set(key, dumps(value), ex=ttl_seconds)
+        pipe.execute()
+    except RedisError as exc:
+        record_failure(component, exc)
+        return False
+    return True
+
+
+def delete(*keys: str, component: str = "cache") -> bool:
+    """Delete ``keys``; ``False`` if Redis failed."""
+    try:
+        redis_store.client.delete(*keys)
+    except RedisError as exc:
+        record_failure(component, exc)
+        return False
+    return True

@@ -1,0 +1,58 @@
+"""Unbound extension singletons, bound to the app in :func:`service.app.create_app`.
+
+Nothing here talks to the network at import time: clients connect lazily.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import fakeredis
+import flask_smorest
+import redis
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from service.models.base import Base
+from service.schemas.errors import ErrorSchema
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, documenting our error envelope instead of its own."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+api = Api()
+
+# Short socket timeouts: Redis is an optimisation, so a sick Redis must cost a
+# request milliseconds, not seconds (callers fail open on RedisError).
+REDIS_SOCKET_TIMEOUT_SECONDS = 0.25
+
+
+class RedisClient:
+    """Holds the app's Redis client: the real server at ``REDIS_URL``, or an
+    in-process stand-in (fakeredis, with Lua) when it is unset."""
+
+    def init_app(self, app: Flask, url: str | None) -> None:
+        client: redis.Redis
+        if url:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+                health_check_interval=30,
+            )
+        else:
+            client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        app.extensions["redis"] = client
+
+    @property
+    def client(self) -> redis.Redis:
+        return cast(redis.Redis, current_app.extensions["redis"])
+
+
+redis_store = RedisClient()

@@ -1,0 +1,1 @@
+"""marshmallow schemas: requests, responses, and the OpenAPI document built from them."""

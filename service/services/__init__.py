@@ -1,0 +1,1 @@
+"""Use cases. They own transaction boundaries and raise domain errors."""

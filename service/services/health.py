@@ -1,0 +1,57 @@
+"""Readiness: what each dependency answers right now."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.config import current_settings
+from service.extensions import db, redis_store
+from service.vendor.client import vendor_client
+
+log = logging.getLogger(__name__)
+
+
+def readiness() -> dict[str, Any]:
+    """Check PostgreSQL and Redis and read the vendor circuit.
+
+    ``status`` is ``unavailable`` when the database is down (the service can
+    record nothing), ``degraded`` when only Redis is down (it still serves,
+    slower and without shared limits), else ``ready``.
+    """
+    checks: dict[str, dict[str, Any]] = {
+        "database": _check_database(),
+        "redis": _check_redis(),
+        "vendor": {"status": "circuit_open" if vendor_client().circuit_is_open() else "ok"},
+    }
+    if checks["database"]["status"] != "up":
+        status = "unavailable"
+    elif checks["redis"]["status"] == "down":
+        status = "degraded"
+    else:
+        status = "ready"
+    return {"status": status, "checks": checks}
+
+
+def _check_database() -> dict[str, Any]:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return {"status": "up"}
+    except SQLAlchemyError as exc:
+        log.warning("readiness: database down", extra={"error": type(exc).__name__})
+        return {"status": "down", "error": type(exc).__name__}
+    finally:
+        db.session.remove()
+
+
+def _check_redis() -> dict[str, Any]:
+    try:
+        redis_store.client.ping()
+    except RedisError as exc:
+        log.warning("readiness: redis down", extra={"error": type(exc).__name__})
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up" if current_settings().redis_url else "embedded"}

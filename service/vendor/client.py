@@ -1,0 +1,317 @@
+"""HTTP client of the market vendor (DESIGN §3).
+
+Every call has an explicit ``(connect, read)`` timeout, goes through a circuit
+breaker whose state lives in Redis (shared by all workers and pods), is timed
+and counted per operation and outcome, and turns library exceptions into one
+:class:`~service.errors.VendorError` subclass with a machine-readable code.
+
+Reads (``list_stocks``) are retried with jittered exponential backoff because
+they are safe to repeat. Orders (``place_order``) are sent exactly once per
+call: whether to try again is the caller's decision, taken from the error's
+``retriable`` flag (a 5xx, or a request that never left).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import pybreaker
+import requests
+from flask import Flask, current_app
+from redis import Redis
+from redis.exceptions import RedisError
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from urllib3.exceptions import NewConnectionError
+
+from service.config import Settings
+from service.errors import (
+    CircuitOpen,
+    UnknownSymbol,
+    VendorAnswerLost,
+    VendorBadResponse,
+    VendorError,
+    VendorRejected,
+    VendorServerError,
+    VendorTimeout,
+    VendorUnreachable,
+)
+from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIST_ATTEMPTS = 3
+POOL_SIZE = 32
+
+
+@dataclass(frozen=True)
+class VendorStock:
+    """One catalogue item as the vendor prices it."""
+
+    symbol: str
+    name: str
+    price: Decimal
+    sector: str
+    change: Decimal
+    last_updated: datetime
+
+
+@dataclass(frozen=True)
+class StockPage:
+    """One vendor page; ``next_token`` is ``None`` on the last page."""
+
+    items: tuple[VendorStock, ...]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class VendorOrder:
+    """An order the vendor says it executed."""
+
+    symbol: str
+    quantity: int
+    price: Decimal
+    total: Decimal
+
+
+def parse_vendor_time(raw: str) -> datetime:
+    """Parse the vendor's ISO-8601 UTC timestamp (``2026-11-24T23:35:00.000Z``)."""
+    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        raise ValueError(f"not a decimal number: {value!r}")
+    result = Decimal(value)
+    if not result.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return result
+
+
+def _parse_stock(item: Mapping[str, Any]) -> VendorStock:
+    return VendorStock(
+        symbol=str(item["symbol"]),
+        name=str(item["name"]),
+        price=_decimal(item["price"]),
+        sector=str(item["sector"]),
+        change=_decimal(item.get("change", 0)),
+        last_updated=parse_vendor_time(str(item["lastUpdated"])),
+    )
+
+
+class _SafeRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, but constructing it never fails on a Redis
+    outage (the base class writes its initial keys unguarded)."""
+
+    def _initialize_redis_state(self, state: str) -> None:
+        try:
+            super()._initialize_redis_state(state)
+        except RedisError:
+            REDIS_ERRORS.labels("breaker").inc()
+            log.warning("circuit breaker state not initialised: Redis unavailable")
+
+
+class VendorClient:
+    """Talks to the vendor. Thread-safe; one instance per app."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_seconds: float,
+        redis: Redis,
+        *,
+        fail_max: int = 5,
+        reset_timeout: int = 30,
+        session: requests.Session | None = None,
+        list_wait: Callable[..., float] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (timeout_seconds, timeout_seconds)
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"x-api-key": api_key, "Accept": "application/json"})
+        self._redis = redis
+        self._fail_max = fail_max
+        self._reset_timeout = reset_timeout
+        self._local = threading.local()
+        self._list_wait = list_wait or wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1)
+
+    # --- public operations ---------------------------------------------------
+
+    def list_stocks(self, token: str | None = None) -> StockPage:
+        """Fetch one catalogue page (the first when ``token`` is ``None``).
+
+        :raises VendorRejected: 4xx (e.g. an unknown token);
+        :raises CircuitOpen: the circuit is open;
+        :raises VendorError: after ``LIST_ATTEMPTS`` transient failures.
+        """
+        params = {"nextToken": token} if token is not None else None
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, VendorError) and exc.transient),
+            stop=stop_after_attempt(LIST_ATTEMPTS),
+            wait=self._list_wait,
+            reraise=True,
+        )
+        body = retrying(self._call, "list_stocks", "GET", "/stocks", params=params)
+        try:
+            data = body["data"]
+            items = tuple(_parse_stock(item) for item in data["items"])
+            next_token = data.get("nextToken") or None
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise VendorBadResponse(f"unreadable stock page: {exc}") from exc
+        return StockPage(items=items, next_token=next_token)
+
+    def place_order(self, symbol: str, price: Decimal, quantity: int) -> VendorOrder:
+        """Send one order, once.
+
+        :raises UnknownSymbol: the vendor does not know ``symbol`` (404);
+        :raises VendorRejected: any other 4xx, with the vendor's message;
+        :raises VendorServerError / VendorUnreachable: safe to retry;
+        :raises VendorTimeout / VendorAnswerLost: sent, outcome unknown;
+        :raises CircuitOpen: nothing was sent.
+        """
+        path = f"/stocks/{quote(symbol, safe='')}/buy"
+        # A JSON number written from the Decimal's own digits: no float on the way.
+        payload = f'{{"price": {price:f}, "quantity": {int(quantity)}}}'
+        body = self._call(
+            "buy", "POST", path, data=payload, headers={"Content-Type": "application/json"}
+        )
+        try:
+            order = body["data"]["order"]
+            return VendorOrder(
+                symbol=str(order["symbol"]),
+                quantity=int(order["quantity"]),
+                price=_decimal(order["price"]),
+                total=_decimal(order["total"]),
+            )
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise VendorBadResponse(f"unreadable order confirmation: {exc}") from exc
+
+    def circuit_is_open(self) -> bool:
+        return self._breaker().current_state == pybreaker.STATE_OPEN
+
+    def circuit_retry_after(self) -> int:
+        """Seconds until the open circuit lets a trial call through (at least 1)."""
+        opened_at = self._breaker()._state_storage.opened_at
+        if opened_at is None:
+            return 1
+        remaining = opened_at + timedelta(seconds=self._reset_timeout) - datetime.now(UTC)
+        return max(1, int(remaining.total_seconds() + 0.999))
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _breaker(self) -> pybreaker.CircuitBreaker:
+        # pybreaker holds its lock for the whole guarded call, which would
+        # serialise a worker's threads. The state lives in Redis, so each
+        # thread gets its own breaker object over the same shared state.
+        breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
+        if breaker is None:
+            storage = _SafeRedisStorage(pybreaker.STATE_CLOSED, self._redis, namespace="vendor")
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._fail_max,
+                reset_timeout=self._reset_timeout,
+                exclude=[VendorRejected, VendorBadResponse],
+                state_storage=storage,
+                name="vendor",
+                throw_new_error_on_trip=False,
+            )
+            self._local.breaker = breaker
+        return breaker
+
+    def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return self._breaker().call(self._send, method, path, **kwargs)
+        except pybreaker.CircuitBreakerError:
+            outcome = "circuit_open"
+            raise CircuitOpen(retry_after=self.circuit_retry_after()) from None
+        except VendorError as exc:
+            outcome = _OUTCOMES.get(type(exc), "server_error")
+            raise
+        finally:
+            VENDOR_REQUESTS.labels(operation, outcome).inc()
+            if outcome != "circuit_open":
+                VENDOR_DURATION.labels(operation).observe(time.perf_counter() - started)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.session.request(
+                method, self.base_url + path, timeout=self.timeout, **kwargs
+            )
+        except requests.ConnectTimeout as exc:
+            raise VendorUnreachable(f"connect timeout: {exc}") from exc
+        except requests.ReadTimeout as exc:
+            raise VendorTimeout() from exc
+        except requests.ConnectionError as exc:
+            if _never_connected(exc):
+                raise VendorUnreachable() from exc
+            raise VendorAnswerLost() from exc
+        with response:
+            return _read_body(response)
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the connection was refused or unresolvable: nothing was sent."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def _read_body(response: requests.Response) -> Any:
+    try:
+        body = response.json(parse_float=Decimal)
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    status = response.status_code
+    if status == 404 and "/buy" in response.request.path_url:
+        raise UnknownSymbol(message or "Stock not found", vendor_status=status)
+    if 400 <= status < 500:
+        raise VendorRejected(message or f"vendor answered {status}", vendor_status=status)
+    if status >= 500:
+        raise VendorServerError(message or f"vendor answered {status}", vendor_status=status)
+    if body is None or status != 200:
+        raise VendorBadResponse(f"unexpected answer {status}", vendor_status=status)
+    return body
+
+
+_OUTCOMES: dict[type[VendorError], str] = {
+    VendorRejected: "client_error",
+    UnknownSymbol: "client_error",
+    VendorServerError: "server_error",
+    VendorBadResponse: "server_error",
+    VendorTimeout: "timeout",
+    VendorUnreachable: "connection_error",
+    VendorAnswerLost: "lost",
+}
+
+
+def register_vendor(app: Flask, settings: Settings) -> None:
+    """Attach a vendor client to ``app`` (it connects lazily, on first use)."""
+    app.extensions["vendor"] = VendorClient(
+        settings.vendor_base_url,
+        settings.vendor_api_key,
+        float(settings.vendor_timeout_seconds),
+        app.extensions["redis"],
+        fail_max=settings.vendor_circuit_fail_max,
+        reset_timeout=settings.vendor_circuit_reset_seconds,
+    )
+
+
+def vendor_client() -> VendorClient:
+    """The current app's vendor client."""
+    client: VendorClient = current_app.extensions["vendor"]
+    return client

@@ -1,0 +1,165 @@
+"""Shared fixtures: real PostgreSQL, real Redis, the vendor simulator over real HTTP.
+
+Servers are found through ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``
+(defaults: the local servers). When one is missing the tests that need it are
+skipped with instructions — except under ``CI=true``, where that is a failure.
+
+Isolation: the schema is built once per session by the real migrations; after
+each test every table is truncated and the Redis test database flushed. Tests
+commit for real, so concurrency tests see what production would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.app import create_app
+from service.config import Settings, normalise_database_url
+from service.extensions import db
+from service.vendor.simulator import (
+    SIMULATOR_API_KEY,
+    Simulator,
+    SimulatorConfig,
+    SimulatorServer,
+    serve,
+)
+
+TEST_DATABASE_URL = normalise_database_url(
+    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+LEDGER_TABLES = ("transactions", "holdings", "portfolios", "daily_summaries", "report_runs")
+
+START_HINT = (
+    "start them with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start; "
+    'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+)
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc}); {START_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A PostgreSQL database migrated from nothing by ``flask db upgrade``."""
+    engine = sa.create_engine(TEST_DATABASE_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    finally:
+        engine.dispose()
+    from flask_migrate import upgrade
+
+    app = create_app(Settings.from_env({}, database_url=TEST_DATABASE_URL))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """The Redis test database, empty at the start and end of each test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[SimulatorServer]:
+    server = serve(Simulator(SimulatorConfig()))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def simulator(simulator_server: SimulatorServer) -> Iterator[Simulator]:
+    """The vendor simulator (served over HTTP), reset to a healthy state per test."""
+    simulator_server.simulator.reset()
+    yield simulator_server.simulator
+    simulator_server.simulator.reset()
+
+
+@pytest.fixture
+def make_settings(
+    database_url: str, redis_client: redis.Redis, simulator_server: SimulatorServer
+) -> Callable[..., Settings]:
+    """Settings for a test app; keyword arguments override single fields."""
+
+    def build(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": TEST_REDIS_URL,
+            "vendor_base_url": simulator_server.url,
+            "vendor_api_key": SIMULATOR_API_KEY,
+            "vendor_timeout_seconds": 2,
+            "vendor_retry_delays": (0.0, 0.0, 0.0),
+            "rate_limit_enabled": False,
+        }
+        base.update(overrides)
+        return Settings.from_env({}, **base)
+
+    return build
+
+
+@pytest.fixture
+def make_app(
+    make_settings: Callable[..., Settings], simulator: Simulator
+) -> Iterator[Callable[..., Flask]]:
+    """Build apps with overridden settings; tables are truncated afterwards."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app(make_settings(**overrides))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            with db.engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE")
+                )
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """The app with test settings, inside an application context."""
+    application = make_app()
+    with application.app_context():
+        yield application
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

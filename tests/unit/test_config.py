@@ -1,0 +1,97 @@
+"""Configuration: defaults, parsing, and start-up failures that name the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.redis_url is None
+    assert settings.vendor_retry_delays == (1.0, 2.0, 3.0)
+    assert settings.price_tolerance == Decimal("0.02")
+    assert settings.cache_ttl_seconds == 300
+    assert settings.rate_limit == "10/second"
+    assert settings.max_concurrent_requests == 5
+
+
+def test_values_are_parsed_into_types() -> None:
+    settings = Settings.from_env(
+        {
+            "VENDOR_RETRY_DELAYS": "0.5, 1,2",
+            "PRICE_TOLERANCE": "0.015",
+            "REPORT_RECIPIENTS": "a@example.com, b@example.com",
+            "SMTP_STARTTLS": "false",
+            "RATE_LIMIT": "600 per minute",
+        }
+    )
+    assert settings.vendor_retry_delays == (0.5, 1.0, 2.0)
+    assert settings.price_tolerance == Decimal("0.015")
+    assert settings.report_recipients == ("a@example.com", "b@example.com")
+    assert settings.smtp_starttls is False
+    assert settings.rate_limit == "600 per minute"
+
+
+@pytest.mark.parametrize("url", ["postgres://u:p@db:5432/x", "postgresql://u:p@db:5432/x"])
+def test_provider_postgres_urls_use_psycopg2(url: str) -> None:
+    settings = Settings.from_env({"DATABASE_URL": url})
+    assert settings.database_url == "postgresql+psycopg2://u:p@db:5432/x"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CACHE_TTL_SECONDS", "abc"),
+        ("CACHE_TTL_SECONDS", "0"),
+        ("PRICE_TOLERANCE", "-1"),
+        ("PRICE_TOLERANCE", "2"),
+        ("VENDOR_RETRY_DELAYS", "1,x"),
+        ("VENDOR_TIMEOUT_SECONDS", "nan"),
+        ("RATE_LIMIT", "lots"),
+        ("MAX_CONCURRENT_REQUESTS", "-3"),
+        ("SMTP_STARTTLS", "maybe"),
+        ("REDIS_URL", "localhost:6379"),
+        ("REPORT_RECIPIENTS", "not-an-address"),
+        ("RATE_LIMIT_SCOPE", "everyone"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}="):
+        Settings.from_env({variable: value})
+
+
+def test_secrets_are_never_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DATABASE_URL": "no-scheme-secret-password"})
+    assert "secret-password" not in str(caught.value)
+    described = Settings.from_env({"VENDOR_API_KEY": "top-secret"}).describe()
+    assert described["VENDOR_API_KEY"] == "<set>"
+    assert "top-secret" not in repr(described)
+
+
+def test_start_up_fails_with_one_line_naming_the_variable() -> None:
+    env = {**os.environ, "CACHE_TTL_SECONDS": "abc"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import service.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: CACHE_TTL_SECONDS='abc' is invalid: expected a whole number"
+    ]

@@ -1,0 +1,182 @@
+"""The vendor client against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+import responses
+
+from service.errors import (
+    CircuitOpen,
+    UnknownSymbol,
+    VendorAnswerLost,
+    VendorRejected,
+    VendorServerError,
+    VendorTimeout,
+    VendorUnreachable,
+)
+from service.metrics import VENDOR_REQUESTS
+from service.vendor.client import VendorClient
+from service.vendor.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
+
+
+def _no_wait(_state: object) -> float:
+    return 0.0
+
+
+@pytest.fixture
+def make_client(
+    simulator_server: SimulatorServer, simulator: Simulator, redis_client: redis.Redis
+) -> Iterator[type[VendorClient]]:
+    made: list[VendorClient] = []
+
+    def build(**kwargs: object) -> VendorClient:
+        options: dict[str, object] = {
+            "base_url": simulator_server.url,
+            "api_key": SIMULATOR_API_KEY,
+            "timeout_seconds": 1.0,
+            "redis": redis_client,
+            "list_wait": _no_wait,
+        }
+        options.update(kwargs)
+        client = VendorClient(**options)  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield build  # type: ignore[misc]
+    for client in made:
+        client.session.close()
+
+
+def _count(operation: str, outcome: str) -> float:
+    return VENDOR_REQUESTS.labels(operation, outcome)._value.get()
+
+
+def test_walks_every_page_with_url_encoded_tokens(make_client, simulator: Simulator) -> None:
+    client = make_client()
+    seen: list[str] = []
+    token = None
+    tokens_with_padding = 0
+    while True:
+        page = client.list_stocks(token)
+        seen.extend(item.symbol for item in page.items)
+        if page.next_token is None:
+            break
+        tokens_with_padding += page.next_token.endswith("=")
+        token = page.next_token
+    assert seen == simulator.symbols()
+    assert tokens_with_padding > 0  # the '=' survived the round trip
+
+
+def test_prices_are_exact_decimals(make_client, simulator: Simulator) -> None:
+    page = make_client().list_stocks()
+    for item in page.items:
+        assert isinstance(item.price, Decimal)
+        assert item.price == simulator.price(item.symbol)
+        assert item.last_updated.tzinfo is not None
+
+
+def test_order_is_parsed_and_sent_once(make_client, simulator: Simulator) -> None:
+    price = simulator.price("AAPL")
+    order = make_client().place_order("AAPL", price, 3)
+    assert order.symbol == "AAPL"
+    assert order.quantity == 3
+    assert order.price == price
+    assert order.total == price * 3
+    assert len(simulator.orders()) == 1
+
+
+def test_unknown_symbol_and_rejections_are_mapped(make_client, simulator: Simulator) -> None:
+    client = make_client()
+    with pytest.raises(UnknownSymbol):
+        client.place_order("NOPE", Decimal(1), 1)
+    with pytest.raises(VendorRejected) as caught:
+        client.place_order("AAPL", simulator.price("AAPL") * 2, 1)
+    assert caught.value.vendor_status == 400
+    assert "2%" in caught.value.message
+    assert not caught.value.retriable
+
+
+def test_wrong_key_is_a_rejection(make_client) -> None:
+    with pytest.raises(VendorRejected) as caught:
+        make_client(api_key="wrong").list_stocks()
+    assert caught.value.vendor_status == 403
+
+
+def test_server_errors_are_retriable_and_reads_are_retried(
+    make_client, simulator: Simulator
+) -> None:
+    client = make_client(fail_max=100)
+    simulator.configure(error_rate=1.0)
+    before = _count("list_stocks", "server_error")
+    with pytest.raises(VendorServerError) as caught:
+        client.list_stocks()
+    assert caught.value.retriable
+    assert _count("list_stocks", "server_error") - before == 3  # three attempts
+    with pytest.raises(VendorServerError):
+        client.place_order("AAPL", simulator.price("AAPL"), 1)
+    assert simulator.orders() == []
+
+
+def test_lost_answer_is_not_retriable_and_was_executed(make_client, simulator: Simulator) -> None:
+    simulator.configure(lost_rate=1.0, fault_operations=("buy",))
+    with pytest.raises(VendorAnswerLost) as caught:
+        make_client().place_order("AAPL", simulator.price("AAPL"), 1)
+    assert not caught.value.retriable
+    assert len(simulator.orders()) == 1
+
+
+def test_read_timeout_is_not_retriable(make_client, simulator: Simulator) -> None:
+    simulator.configure(timeout_rate=1.0, slow_seconds=0.6, fault_operations=("buy",))
+    with pytest.raises(VendorTimeout) as caught:
+        make_client(timeout_seconds=0.2).place_order("AAPL", simulator.price("AAPL"), 1)
+    assert not caught.value.retriable
+
+
+def test_refused_connection_is_unreachable_and_safe(make_client) -> None:
+    with pytest.raises(VendorUnreachable) as caught:
+        make_client(base_url="http://127.0.0.1:1").place_order("AAPL", Decimal(1), 1)
+    assert caught.value.retriable
+    assert not caught.value.request_sent
+
+
+def test_circuit_opens_for_every_client_sharing_redis_and_closes_again(
+    make_client, simulator: Simulator
+) -> None:
+    first = make_client(fail_max=3, reset_timeout=1)
+    second = make_client(fail_max=3, reset_timeout=1)  # another worker or pod
+    simulator.configure(error_rate=1.0)
+    with pytest.raises(VendorServerError):
+        first.list_stocks()  # three failed attempts trip the breaker
+    assert second.circuit_is_open()
+    calls_before = simulator.stats()["requests"].get("list", 0)
+    with pytest.raises(CircuitOpen) as caught:
+        second.list_stocks()
+    assert caught.value.retry_after is not None
+    assert 1 <= caught.value.retry_after <= 1
+    assert simulator.stats()["requests"].get("list", 0) == calls_before  # no call was made
+    simulator.configure(error_rate=0.0)
+    threading.Event().wait(1.1)
+    assert second.list_stocks().items  # the half-open trial succeeds
+    assert not first.circuit_is_open()
+
+
+def test_rejections_do_not_open_the_circuit(make_client) -> None:
+    client = make_client(fail_max=2)
+    for _ in range(4):
+        with pytest.raises(UnknownSymbol):
+            client.place_order("NOPE", Decimal(1), 1)
+    assert not client.circuit_is_open()
+
+
+@responses.activate
+def test_unreadable_page_is_a_bad_response(make_client) -> None:
+    from service.errors import VendorBadResponse
+
+    responses.get("http://vendor.test/stocks", json={"status": 200, "data": {"items": [{}]}})
+    with pytest.raises(VendorBadResponse):
+        make_client(base_url="http://vendor.test").list_stocks()
