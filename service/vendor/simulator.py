@@ -357,14 +357,15 @@ def _dumps(value: object) -> str:
     return json.dumps(value)
 
 
-def _route(method: str, path: str) -> tuple[str | None, str | None]:
-    """``(operation, symbol)`` for a request; operation None for an unknown route."""
+def _route(method: str, path: str) -> tuple[str | None, str]:
+    """``(operation, symbol)`` of a request: operation None for an unknown route,
+    symbol empty unless the operation is ``buy``."""
     if method == "GET" and path == "/stocks":
-        return "list", None
+        return "list", ""
     buy = _BUY_PATH.fullmatch(path)
     if method == "POST" and buy:
         return "buy", unquote(buy.group(1))
-    return _ADMIN_ROUTES.get((method, path)), None
+    return _ADMIN_ROUTES.get((method, path)), ""
 
 
 def _new_stock(seed: int, symbol: str, name: str, sector: str, base: Decimal) -> _Stock:
@@ -536,11 +537,16 @@ class Simulator:
         if fate.drop:
             return self._fault("drop", _Reply(None, {}, fate.delay))
         if fate.error:
-            return self._fault("error", _Reply(500, _message("Internal server error"), fate.delay))
+            return self._fault(
+                "error",
+                _Reply(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, _message("Internal server error"), fate.delay
+                ),
+            )
         if operation == "list":
             outcome = self._list(request.query)
         elif operation == "buy":
-            outcome = self._buy(symbol or "", request.body)
+            outcome = self._buy(symbol, request.body)
         else:
             outcome = self._admin(operation, request.body)
         if outcome.executed and fate.lost:
@@ -566,6 +572,7 @@ class Simulator:
             )
 
     def _fault(self, kind: str, reply: _Reply) -> _Reply:
+        """Count an injected fault of ``kind`` and pass ``reply`` through."""
         with self._lock:
             self._faults[kind] += 1
         return reply

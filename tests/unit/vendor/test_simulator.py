@@ -437,7 +437,7 @@ def test_lost_rate_executes_the_buy_but_never_answers(api: Api, sim: Simulator) 
 def test_timeout_rate_answers_slowly_but_executes_the_buy(api: Api, sim: Simulator) -> None:
     sim.configure(timeout_rate=1, slow_seconds=0.4)
     with pytest.raises(requests.ReadTimeout):
-        api.buy("AAPL", sim.price("AAPL"), timeout=0.1)
+        api.buy("AAPL", sim.price("AAPL"), timeout=(TIMEOUT, 0.1))
     assert [order["symbol"] for order in sim.orders()] == ["AAPL"]
     started = time.monotonic()
     assert api.page().status_code == 200
