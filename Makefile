@@ -7,6 +7,8 @@ PORT ?= 8000
 VENDOR_PORT ?= 8099
 export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' chart/Chart.yaml)
+IMAGE ?= stock-trading:$(APP_VERSION)
 
 .PHONY: help run test lint typecheck unit bench test-reliability manifests image clean
 
@@ -42,6 +44,12 @@ test: lint ## the whole suite on PostgreSQL and Redis (TEST_DATABASE_URL, TEST_R
 
 unit: $(BIN)/.dev ## the suite without the linters
 	$(BIN)/pytest
+
+image: ## build the container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+manifests: $(BIN)/.dev ## regenerate k8s/ from the chart (default values)
+	$(BIN)/python -m tests.deploy.helm --write k8s/
 
 clean: ## remove the virtualenv, caches and the embedded database
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
