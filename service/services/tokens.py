@@ -26,12 +26,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 from redis.lock import Lock
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
-from tenacity.wait import wait_base
 
 from service import cache
 from service.errors import AlreadyRunning, VendorError, VendorRejected
@@ -57,7 +57,9 @@ LAST_SUCCESS_KEY = "stocks:tokens:refresh:last_success"
 # The lock outlives a stuck run by this much; a live run extends it per page.
 LOCK_SECONDS = 300
 PAGE_ATTEMPTS = 4
-PAGE_RETRY_WAIT: wait_base = wait_exponential_jitter(initial=1, max=30, jitter=1)
+Wait = Callable[[RetryCallState], float]
+"""Seconds to wait before the next attempt at a page (a tenacity wait)."""
+PAGE_RETRY_WAIT: Wait = wait_exponential_jitter(initial=1, max=30, jitter=1)
 MAX_SYMBOL_LENGTH = 32
 
 Progress = Callable[[int, int], None]
@@ -94,9 +96,7 @@ class RefreshSummary:
         return data
 
 
-def refresh_tokens(
-    progress: Progress | None = None, wait: wait_base | None = None
-) -> RefreshSummary:
+def refresh_tokens(progress: Progress | None = None, wait: Wait | None = None) -> RefreshSummary:
     """Walk every vendor page (following ``nextToken`` to the end); then, in one
     Redis transaction, replace the token map and the catalogue.
 
@@ -136,7 +136,7 @@ def refresh_tokens(
 class _Walk:
     """The pages read so far and the stocks found on them, with their tokens."""
 
-    def __init__(self, lock: Lock, progress: Progress | None, wait: wait_base) -> None:
+    def __init__(self, lock: Lock, progress: Progress | None, wait: Wait) -> None:
         self.lock = lock
         self.progress = progress
         self.retrying = Retrying(
