@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 from flask import Response as FlaskResponse
 from flask import after_this_request, current_app, has_request_context
 from redis.exceptions import RedisError
-from redis.lock import Lock
 
 from service import cache
 from service.config import current_settings
@@ -584,14 +583,7 @@ def _fill_lock(token: str | None) -> Iterator[bool]:
         yield owner
     finally:
         if held:
-            _release(lock)
-
-
-def _release(lock: Lock) -> None:
-    try:
-        lock.release()
-    except RedisError as exc:  # expired meanwhile, or Redis went away
-        cache.record_failure("cache", exc)
+            cache.release(lock)
 
 
 def _await_fill(token: str | None, ttl: int) -> CachedPage | None:

@@ -120,7 +120,7 @@ def refresh_tokens(progress: Progress | None = None, wait: Wait | None = None) -
     try:
         error = walk.run() or _store(walk.found)
     finally:
-        _release(lock)
+        cache.release(lock, "tokens")
     summary = RefreshSummary(
         ok=error is None,
         pages=walk.pages,
@@ -212,13 +212,6 @@ def _store(found: dict[str, tuple[VendorStock, str]]) -> str | None:
         cache.record_failure("tokens", exc)
         return f"Redis: {exc}"
     return None
-
-
-def _release(lock: Lock) -> None:
-    try:
-        lock.release()
-    except RedisError as exc:  # expired, or Redis went away: it expires anyway
-        cache.record_failure("tokens", exc)
 
 
 def _record(summary: RefreshSummary) -> None:
