@@ -499,23 +499,28 @@ def _load_page(token: str | None, *, from_client: bool) -> tuple[CachedPage, str
     :raises InvalidInput: the vendor refused a client's token;
     :raises ServiceUnavailable: the vendor failed and no copy is cached.
     """
-    ttl = current_settings().cache_ttl_seconds
     cached, readable = _read_page(token)
+    loaded, result = _cached_or_filled(token, cached, readable, from_client=from_client)
+    CACHE_REQUESTS.labels("page", result if readable else "error").inc()
+    return loaded, result
+
+
+def _cached_or_filled(
+    token: str | None, cached: CachedPage | None, readable: bool, *, from_client: bool
+) -> tuple[CachedPage, str]:
+    ttl = current_settings().cache_ttl_seconds
     if cached is not None and cached.fresh(utcnow(), ttl):
-        CACHE_REQUESTS.labels("page", HIT).inc()
         return cached, HIT
     with _fill_lock(token) as owner:
         if owner:
-            loaded, result = _fetch_or_stale(token, cached, from_client=from_client)
-            CACHE_REQUESTS.labels("page", result if readable else "error").inc()
-            return loaded, result
+            again = _read_page(token)[0] if readable else None
+            if again is not None and again.fresh(utcnow(), ttl):
+                return again, HIT  # filled between our read and our lock
+            return _fetch_or_stale(token, cached, from_client=from_client)
         filled = _await_fill(token, ttl)
     if filled is not None:
-        CACHE_REQUESTS.labels("page", HIT).inc()
         return filled, HIT
-    stale = _stale_or_unavailable(cached, None)  # the fetch we waited for failed
-    CACHE_REQUESTS.labels("page", STALE).inc()
-    return stale, STALE
+    return _stale_or_unavailable(cached, None), STALE  # the fetch we waited for failed
 
 
 def _read_page(token: str | None) -> tuple[CachedPage | None, bool]:

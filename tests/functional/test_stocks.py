@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from service.models.base import utcnow
 from service.services import stocks
+from service.vendor.client import LIST_ATTEMPTS
 from service.vendor.simulator import Simulator
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -245,6 +246,33 @@ def test_vendor_outage_serves_the_last_good_copy_as_stale(
     assert stale["meta"]["cache"] == "stale"
     assert stale["meta"]["asOf"] == fresh["meta"]["asOf"]
     assert stale["meta"]["ageSeconds"] >= TTL + 60
+
+
+def test_requests_waiting_on_a_failing_fetch_get_the_stale_copy(
+    make_app: Callable[..., Flask], simulator: Simulator, later: Callable[[float], None]
+) -> None:
+    app = make_app()
+    fresh = _get(app.test_client())
+    later(TTL + 1)
+    simulator.configure(error_rate=1.0, latency=0.2)
+    start = threading.Barrier(5)
+    results: list[str] = []
+
+    def request() -> None:
+        client = app.test_client()
+        start.wait()
+        body = _get(client)
+        assert body["items"] == fresh["items"]
+        results.append(body["meta"]["cache"])
+
+    threads = [threading.Thread(target=request) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["stale"] * 5
+    # Only the request holding the lock asked the vendor (with its retries).
+    assert _list_calls(simulator) == 1 + LIST_ATTEMPTS
 
 
 def test_open_circuit_serves_stale_without_calling_the_vendor(
