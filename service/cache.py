@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
+from redis.lock import Lock
 
 from service.extensions import redis_store
 from service.metrics import REDIS_ERRORS
@@ -76,3 +77,12 @@ def delete(*keys: str, component: str = "cache") -> bool:
         record_failure(component, exc)
         return False
     return True
+
+
+def release(lock: Lock, component: str = "cache") -> None:
+    """Release a lock this caller acquired. A lock that expired meanwhile, or a
+    Redis failure, is counted and logged: the lock expires on its own."""
+    try:
+        lock.release()
+    except RedisError as exc:
+        record_failure(component, exc)

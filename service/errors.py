@@ -59,6 +59,13 @@ class Conflict(ServiceError):
     default_message = "The request conflicts with one in progress."
 
 
+class AlreadyRunning(Conflict):
+    """A job that must run alone found another run holding its lock."""
+
+    code = "already_running"
+    default_message = "Another run of this job is in progress."
+
+
 class Unprocessable(ServiceError):
     status = 422
     code = "unprocessable"

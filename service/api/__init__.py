@@ -29,4 +29,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _feature_blueprints() -> list[Blueprint]:
-    return []
+    from service.api import stocks
+
+    return [stocks.blp]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -26,6 +26,7 @@ from urllib.parse import quote
 import pybreaker
 import requests
 from flask import Flask, current_app
+from prometheus_client.core import GaugeMetricFamily, Metric
 from redis import Redis
 from redis.exceptions import RedisError
 from requests.adapters import HTTPAdapter
@@ -44,7 +45,7 @@ from service.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
-from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS
+from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS, state_collector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,11 +67,24 @@ class VendorStock:
 
 
 @dataclass(frozen=True)
+class SkippedItem:
+    """A catalogue item the vendor sent that could not be read."""
+
+    symbol: str | None  # when at least the symbol was readable
+    reason: str
+
+
+@dataclass(frozen=True)
 class StockPage:
-    """One vendor page; ``next_token`` is ``None`` on the last page."""
+    """One vendor page; ``next_token`` is ``None`` on the last page.
+
+    ``skipped`` lists the items that could not be read: one malformed item
+    does not cost the other items of its page.
+    """
 
     items: tuple[VendorStock, ...]
     next_token: str | None
+    skipped: tuple[SkippedItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,9 @@ class VendorClient:
     def list_stocks(self, token: str | None = None) -> StockPage:
         """Fetch one catalogue page (the first when ``token`` is ``None``).
 
+        Unreadable items are logged and reported in ``StockPage.skipped``.
+
+        :raises VendorBadResponse: the page itself cannot be read;
         :raises VendorRejected: 4xx (e.g. an unknown token);
         :raises CircuitOpen: the circuit is open;
         :raises VendorError: after ``LIST_ATTEMPTS`` transient failures.
@@ -168,11 +185,22 @@ class VendorClient:
         body = retrying(self._call, "list_stocks", "GET", "/stocks", params=params)
         try:
             data = body["data"]
-            items = tuple(_parse_stock(item) for item in data["items"])
+            raw_items = data["items"]
             next_token = data.get("nextToken") or None
-        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            if not isinstance(raw_items, list):
+                raise TypeError("items is not a list")
+        except (KeyError, TypeError, AttributeError) as exc:
             raise VendorBadResponse(f"unreadable stock page: {exc}") from exc
-        return StockPage(items=items, next_token=next_token)
+        items: list[VendorStock] = []
+        skipped: list[SkippedItem] = []
+        for raw in raw_items:
+            try:
+                items.append(_parse_stock(raw))
+            except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+                symbol = raw.get("symbol") if isinstance(raw, Mapping) else None
+                skipped.append(SkippedItem(symbol if isinstance(symbol, str) else None, repr(exc)))
+                log.warning("unreadable vendor item skipped", extra={"item": repr(raw)[:200]})
+        return StockPage(items=tuple(items), next_token=next_token, skipped=tuple(skipped))
 
     def place_order(self, symbol: str, price: Decimal, quantity: int) -> VendorOrder:
         """Send one order, once.
@@ -308,6 +336,17 @@ def register_vendor(app: Flask, settings: Settings) -> None:
         app.extensions["redis"],
         fail_max=settings.vendor_circuit_fail_max,
         reset_timeout=settings.vendor_circuit_reset_seconds,
+    )
+
+
+@state_collector
+def circuit_state(app: Flask) -> Iterator[Metric]:
+    """``trading_vendor_circuit_open``: 1 while the shared circuit is open."""
+    client: VendorClient = app.extensions["vendor"]
+    yield GaugeMetricFamily(
+        "trading_vendor_circuit_open",
+        "1 while the vendor circuit breaker is open (calls refused), else 0.",
+        value=int(client.circuit_is_open()),
     )
 
 

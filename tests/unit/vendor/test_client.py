@@ -177,6 +177,27 @@ def test_rejections_do_not_open_the_circuit(make_client) -> None:
 def test_unreadable_page_is_a_bad_response(make_client) -> None:
     from service.errors import VendorBadResponse
 
-    responses.get("http://vendor.test/stocks", json={"status": 200, "data": {"items": [{}]}})
+    responses.get("http://vendor.test/stocks", json={"status": 200, "data": {"items": None}})
     with pytest.raises(VendorBadResponse):
         make_client(base_url="http://vendor.test").list_stocks()
+
+
+@responses.activate
+def test_an_unreadable_item_is_skipped_and_reported(make_client) -> None:
+    good = {
+        "symbol": "AAPL",
+        "name": "Apple Inc.",
+        "price": 220.67,
+        "sector": "Technology",
+        "change": 1.5,
+        "lastUpdated": "2026-11-24T23:35:00.000Z",
+    }
+    broken = {**good, "symbol": "BAD", "price": "lots"}
+    responses.get(
+        "http://vendor.test/stocks",
+        json={"status": 200, "data": {"items": [good, broken, {}], "nextToken": "T2=="}},
+    )
+    page = make_client(base_url="http://vendor.test").list_stocks()
+    assert [item.symbol for item in page.items] == ["AAPL"]
+    assert [skipped.symbol for skipped in page.skipped] == ["BAD", None]
+    assert page.next_token == "T2=="

@@ -1,0 +1,79 @@
+"""Vendor calls per 1,000 ``GET /stocks`` requests spread over 10 pages.
+
+Serves the simulator in-process (250 stocks, 25 per page: 10 pages), builds the
+app against a real Redis, walks the 10 pages once to learn their tokens, then
+sends 1,000 requests (the walk included) over them from a few threads, as
+clients paging through the catalogue would. Responses are closed, as a WSGI
+server closes them, so the next page is pre-cached as in production.
+
+    REDIS_URL=redis://127.0.0.1:6379/14 python -m tests.bench.bench_listing_vendor_calls
+
+The Redis database is flushed first: point it at a scratch database
+(default ``TEST_REDIS_URL`` or ``redis://127.0.0.1:6379/15``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from service.app import create_app
+from service.config import Settings
+from service.vendor.simulator import Simulator, SimulatorConfig, serve
+
+PAGES = 10
+PAGE_SIZE = 25
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--latency", type=float, default=0.05, help="vendor latency, seconds")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL")
+        or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
+    args = parser.parse_args(argv)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    config = SimulatorConfig(stocks=PAGES * PAGE_SIZE, page_size=PAGE_SIZE, latency=args.latency)
+    with serve(Simulator(config)) as server:
+        settings = Settings.from_env(
+            {},
+            database_url="sqlite://",
+            redis_url=args.redis_url,
+            vendor_base_url=server.url,
+            rate_limit_enabled=False,
+        )
+        client = create_app(settings).test_client()
+
+        def get(query: dict[str, Any]) -> dict[str, Any]:
+            response = client.get("/stocks", query_string=query, buffered=True)
+            if response.status_code != 200:
+                raise SystemExit(f"GET /stocks answered {response.status_code}: {response.json}")
+            body: dict[str, Any] = response.json  # type: ignore[assignment]
+            return body
+
+        queries: list[dict[str, Any]] = [{}]
+        while (token := get(queries[-1])["nextToken"]) is not None:
+            queries.append({"nextToken": token})
+        remaining = [queries[i % len(queries)] for i in range(args.requests - len(queries))]
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(get, remaining))
+        calls = server.simulator.stats()["requests"]["list"]
+    per_thousand = calls * 1000 / args.requests
+    print(
+        f"listing: {args.requests} requests over {len(queries)} pages -> "
+        f"{calls} vendor calls ({per_thousand:.1f} per 1,000 requests)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
