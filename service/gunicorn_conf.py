@@ -34,7 +34,8 @@ def _int_env(name: str, default: int) -> int:
 # Without REDIS_URL the limits and caches are per process: keep one worker.
 _default_workers = 2 if os.environ.get("REDIS_URL") else 1
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_int_env('PORT', 8000)}"
+_port = _int_env("PORT", 8000)
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
 workers = _int_env("WEB_CONCURRENCY", _default_workers)
 worker_class = "gthread"
 threads = _int_env("GUNICORN_THREADS", 8)
@@ -46,8 +47,9 @@ errorlog = "-"
 control_socket_disable = True
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
 
+# One directory per port, so two servers on one machine never wipe each other's.
 _metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "trading-metrics")
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"trading-metrics-{_port}")
 )
 
 

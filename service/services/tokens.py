@@ -228,34 +228,36 @@ def _record(summary: RefreshSummary) -> None:
 
 @state_collector
 def refresh_state(app: Flask) -> Iterator[Metric]:
-    """The last runs' records as ``trading_tokens_refresh_*`` gauges (none
-    before the first run; none when Redis cannot be read)."""
+    """The last runs' records as ``trading_tokens_refresh_*`` gauges.
+
+    The families are always declared; they carry a sample only once a run
+    has been recorded (and not when Redis cannot be read), so alerts can
+    tell "never ran" (absent) from "ran long ago".
+    """
+    success = GaugeMetricFamily(
+        "trading_tokens_refresh_last_success_timestamp_seconds",
+        "When the last successful tokens refresh finished (Unix time).",
+    )
+    duration = GaugeMetricFamily(
+        "trading_tokens_refresh_last_duration_seconds", "How long the last tokens refresh ran."
+    )
+    symbols = GaugeMetricFamily(
+        "trading_tokens_refresh_symbols", "Symbols the last tokens refresh mapped."
+    )
+    failed = GaugeMetricFamily(
+        "trading_tokens_refresh_last_failed",
+        "1 when the last tokens refresh could not finish, else 0.",
+    )
     try:
         raws = app.extensions["redis"].mget([LAST_RUN_KEY, LAST_SUCCESS_KEY])
     except RedisError as exc:
         cache.record_failure("metrics", exc)
-        return
+        raws = [None, None]
     last_run, last_success = (json.loads(raw) if raw else None for raw in raws)
     if last_success:
-        finished = datetime.fromisoformat(last_success["finished_at"])
-        yield GaugeMetricFamily(
-            "trading_tokens_refresh_last_success_timestamp_seconds",
-            "When the last successful tokens refresh finished (Unix time).",
-            value=finished.timestamp(),
-        )
+        success.add_metric([], datetime.fromisoformat(last_success["finished_at"]).timestamp())
     if last_run:
-        yield GaugeMetricFamily(
-            "trading_tokens_refresh_last_duration_seconds",
-            "How long the last tokens refresh ran.",
-            value=last_run["seconds"],
-        )
-        yield GaugeMetricFamily(
-            "trading_tokens_refresh_symbols",
-            "Symbols the last tokens refresh mapped.",
-            value=last_run["symbols"],
-        )
-        yield GaugeMetricFamily(
-            "trading_tokens_refresh_last_failed",
-            "1 when the last tokens refresh could not finish, else 0.",
-            value=0 if last_run["ok"] else 1,
-        )
+        duration.add_metric([], last_run["seconds"])
+        symbols.add_metric([], last_run["symbols"])
+        failed.add_metric([], 0 if last_run["ok"] else 1)
+    yield from (success, duration, symbols, failed)
