@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -18,12 +19,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from service.vendor.simulator import SIMULATOR_API_KEY
@@ -36,6 +38,85 @@ DEFAULT_DATABASE_URL = os.environ.get(
 DEFAULT_REDIS_URL = os.environ.get(
     "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 )
+
+# High limits for throughput figures: the limiter stays in the path, refusing nothing.
+HIGH_RATE_LIMIT = "100000/second"
+HIGH_CONCURRENCY_LIMIT = 1000
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark could not measure what it meant to (wrong answers, no data)."""
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One figure of a benchmark, with its goal beside it (``met`` is ``None``
+    when the figure is only reported)."""
+
+    benchmark: str
+    figure: str
+    value: str
+    goal: str = "—"
+    met: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "**missed**", None: "—"}[self.met]
+
+
+def machine_description() -> str:
+    """One line about this machine, for the figures' header."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average before the run {load}"
+    )
+
+
+def flush_redis(url: str = DEFAULT_REDIS_URL) -> None:
+    """Empty the benchmark's Redis database (caches, maps, limiter keys)."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def migrate_database(url: str = DEFAULT_DATABASE_URL) -> None:
+    """Bring the benchmark database's schema up to date (the real migrations)."""
+    from flask_migrate import upgrade
+
+    from service.app import create_app
+    from service.config import Settings
+    from service.extensions import db
+
+    app = create_app(Settings.from_env({}, database_url=url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+def service_env(vendor_url: str, **overrides: str) -> dict[str, str]:
+    """The service's environment for a benchmark run: the benchmark database and
+    Redis, the simulator at ``vendor_url``, both limits on but set high."""
+    return {
+        "DATABASE_URL": DEFAULT_DATABASE_URL,
+        "REDIS_URL": DEFAULT_REDIS_URL,
+        "VENDOR_BASE_URL": vendor_url,
+        "VENDOR_API_KEY": SIMULATOR_API_KEY,
+        "RATE_LIMIT": HIGH_RATE_LIMIT,
+        "MAX_CONCURRENT_REQUESTS": str(HIGH_CONCURRENCY_LIMIT),
+        "RATE_LIMIT_ENABLED": "true",
+        **overrides,
+    }
 
 
 def free_port() -> int:
@@ -115,6 +196,7 @@ def gunicorn_process(
         "WEB_CONCURRENCY": str(workers),
         "GUNICORN_THREADS": str(threads),
         "LOG_LEVEL": "warning",
+        "GUNICORN_CMD_ARGS": "--log-level warning",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         **env,
     }
@@ -132,14 +214,68 @@ def gunicorn_process(
         _stop(process)
 
 
+class RedisServer:
+    """A ``redis-server`` of one's own on a fixed free port, without persistence,
+    that can be stopped and started again (a Redis outage on demand)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10) -> None:
+        """Start the server and return once it answers PING."""
+        args = ["--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError as exc:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server :{self.port} did not start") from exc
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Kill the server (no shutdown courtesy: everything in it is lost)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 @dataclass
 class LoadResult:
-    """What a load run saw: per-request latencies (seconds) and status counts."""
+    """What a load run saw: per-request latencies (seconds), status counts,
+    connection errors, and each request's status by its index (``None``: no
+    answer)."""
 
     seconds: float
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
+    outcomes: dict[int, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def combined(cls, results: Sequence[LoadResult]) -> LoadResult:
+        """Several runs against one target as one (their times added up)."""
+        total = cls(seconds=sum(result.seconds for result in results))
+        for result in results:
+            total.latencies += result.latencies
+            total.statuses.update(result.statuses)
+            total.errors += result.errors
+        return total
 
     @property
     def requests(self) -> int:
@@ -178,13 +314,16 @@ def load(
     method: str = "GET",
     bodies: Sequence[Any] | None = None,
     headers: Mapping[str, str] | None = None,
+    headers_for: Callable[[int], Mapping[str, str]] | None = None,
     rate_per_second: float | None = None,
 ) -> LoadResult:
     """Send ``total`` requests cycling through ``paths`` (and ``bodies``, JSON)
     from ``concurrency`` threads, each on its own keep-alive connection.
 
-    ``rate_per_second`` paces the whole run (open loop); otherwise each
-    thread sends as fast as answers come back (closed loop).
+    ``headers_for(index)`` adds headers to request ``index`` (e.g. an
+    ``Idempotency-Key``). ``rate_per_second`` paces the whole run (open
+    loop); otherwise each thread sends as fast as answers come back (closed
+    loop).
     """
     host, port = base_url.removeprefix("http://").split(":")
     result = LoadResult(seconds=0.0)
@@ -197,6 +336,7 @@ def load(
         local_latencies: list[float] = []
         local_statuses: Counter[int] = Counter()
         local_errors = 0
+        local_outcomes: dict[int, int | None] = {}
         while True:
             with lock:
                 index = next(counter, None)
@@ -208,6 +348,8 @@ def load(
                     time.sleep(delay)
             body = None
             request_headers = dict(headers or {})
+            if headers_for is not None:
+                request_headers.update(headers_for(index))
             if bodies is not None:
                 body = json.dumps(bodies[index % len(bodies)])
                 request_headers["Content-Type"] = "application/json"
@@ -218,8 +360,10 @@ def load(
                 response.read()
                 local_statuses[response.status] += 1
                 local_latencies.append(time.perf_counter() - sent)
+                local_outcomes[index] = response.status
             except (OSError, http.client.HTTPException):
                 local_errors += 1
+                local_outcomes[index] = None
                 conn.close()
                 conn = http.client.HTTPConnection(host, int(port), timeout=30)
         conn.close()
@@ -227,6 +371,7 @@ def load(
             result.latencies.extend(local_latencies)
             result.statuses.update(local_statuses)
             result.errors += local_errors
+            result.outcomes.update(local_outcomes)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:

@@ -1,0 +1,79 @@
+"""Cached listing throughput: ``GET /stocks`` under gunicorn against bare Flask.
+
+The service and the bare Flask JSON endpoint (``tests.bench.bare_app``) run
+under the same gunicorn configuration (2 workers × 8 threads), side by side,
+and are loaded in alternating rounds so that both see the same machine. The
+service has its page cache warm and both global limits configured but set
+high, so every request goes through the limiter and the cache and none is
+refused. Goal: the service serves at least 50 % of bare Flask's rate.
+
+    python -m tests.bench.run --only listing [--quick]
+"""
+
+from __future__ import annotations
+
+from tests.bench.harness import (
+    BenchmarkError,
+    Goal,
+    LoadResult,
+    flush_redis,
+    gunicorn_process,
+    load,
+    print_table,
+    service_env,
+    simulator_process,
+)
+
+GOAL_RATIO = 0.5
+CONCURRENCY = 16  # client threads: as many as gunicorn's 2 workers × 8 threads
+BARE_APP = "tests.bench.bare_app:app"
+
+
+def bench(quick: bool = False) -> list[Goal]:
+    """Measure both servers and print the table; returns the throughput ratio."""
+    rounds, per_round = (2, 1000) if quick else (3, 3000)
+    flush_redis()
+    with simulator_process() as vendor:
+        env = service_env(vendor)
+        with gunicorn_process(env) as service, gunicorn_process(env, app=BARE_APP) as bare:
+            warm = load(service, ["/stocks"], total=200, concurrency=4)
+            if warm.statuses != {200: warm.requests} or warm.errors:
+                raise BenchmarkError(f"GET /stocks answered {dict(warm.statuses)} while warming")
+            load(bare, ["/stocks"], total=200, concurrency=4)
+            runs: dict[str, list[LoadResult]] = {"bare Flask": [], "service": []}
+            for _ in range(rounds):
+                for name, url in (("bare Flask", bare), ("service", service)):
+                    runs[name].append(
+                        load(url, ["/stocks"], total=per_round, concurrency=CONCURRENCY)
+                    )
+    results = {name: LoadResult.combined(parts) for name, parts in runs.items()}
+    for name, result in results.items():
+        if result.errors or set(result.statuses) != {200}:
+            raise BenchmarkError(f"{name} answered {dict(result.statuses)}, {result.errors} errors")
+    bare_result, service_result = results["bare Flask"], results["service"]
+    ratio = service_result.rate / bare_result.rate
+    print_table(
+        "Cached listing throughput (GET /stocks, gunicorn 2 workers × 8 threads, "
+        f"{CONCURRENCY} keep-alive clients)",
+        ["server", "requests", "requests/s", "p50 ms", "p99 ms"],
+        [
+            [name, result.requests, result.rate, result.p50, result.p99]
+            for name, result in results.items()
+        ]
+        + [["service / bare Flask", "", f"{ratio:.0%}", "", ""]],
+    )
+    return [
+        Goal(
+            "listing",
+            "cached GET /stocks rate, share of bare Flask",
+            f"{ratio:.0%} ({service_result.rate:,.0f} vs {bare_result.rate:,.0f} req/s)",
+            f"≥ {GOAL_RATIO:.0%}",
+            ratio >= GOAL_RATIO,
+        ),
+        Goal(
+            "listing",
+            "cached GET /stocks p50 / p99",
+            f"{service_result.p50:.1f} / {service_result.p99:.1f} ms "
+            f"(bare {bare_result.p50:.1f} / {bare_result.p99:.1f} ms)",
+        ),
+    ]
