@@ -28,7 +28,8 @@ def gunicorn(
     """Start gunicorn with ``start(app="service.wsgi:app", **env)``.
 
     The environment points at the test database, the test Redis and the
-    simulator, with two workers on 127.0.0.1; keyword arguments override
+    simulator, with two workers on 127.0.0.1 and the service's defaults
+    otherwise (rate and concurrency limits on); keyword arguments override
     single variables. ``start`` returns once ``/healthz`` answers; every
     server is stopped at the end of the test.
     """
