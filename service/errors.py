@@ -78,6 +78,22 @@ class ServiceUnavailable(ServiceError):
     default_message = "The service is temporarily unavailable."
 
 
+class RateLimited(ServiceError):
+    """More requests than ``RATE_LIMIT`` allows in the moving window."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry after the time in Retry-After."
+
+
+class TooManyConcurrentRequests(ServiceError):
+    """``MAX_CONCURRENT_REQUESTS`` requests are already in flight."""
+
+    status = 429
+    code = "too_many_concurrent_requests"
+    default_message = "Too many requests in flight; retry after the time in Retry-After."
+
+
 # --- vendor -----------------------------------------------------------------
 
 
