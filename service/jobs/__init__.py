@@ -13,4 +13,6 @@ def register_commands(app: Flask) -> None:
 
 
 def _command_groups() -> list[click.Group]:
-    return []
+    from service.jobs.reports import report
+
+    return [report]
