@@ -36,10 +36,9 @@ CRLF = b"\r\n"
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file to attach, read in chunks while the message is written."""
+    """A file to attach (under its own name), read in chunks while the message is written."""
 
     path: Path
-    filename: str
     content_type: str
 
 
@@ -83,7 +82,7 @@ def write_message(
     part = MIMEPart(policy=SMTP)
     part["Content-Type"] = attachment.content_type
     part["Content-Disposition"] = "attachment"
-    part.set_param("filename", attachment.filename, header="Content-Disposition")
+    part.set_param("filename", attachment.path.name, header="Content-Disposition")
     part["Content-Transfer-Encoding"] = "base64"
 
     delimiter = b"--" + boundary.encode()

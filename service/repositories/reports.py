@@ -8,7 +8,7 @@ import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +41,7 @@ _TIMESTAMPS = ("created_at", "completed_at")
 # ISO 8601 in UTC with microseconds, identical from PostgreSQL and from Python.
 _PG_TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 _PY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_BATCH_ROWS = 2000
 
 
 # --- the claim ----------------------------------------------------------------
@@ -176,7 +177,7 @@ def problem_transactions(
     )
 
 
-def write_day_csv(session: Session, start: datetime, end: datetime, out: IO[bytes]) -> int:
+def write_day_csv(session: Session, start: datetime, end: datetime, out: io.BufferedIOBase) -> int:
     """Write every ledger row of ``[start, end)`` to ``out`` as UTF-8 CSV with a
     header (:data:`CSV_COLUMNS`), oldest first; the number of rows written.
 
@@ -188,7 +189,7 @@ def write_day_csv(session: Session, start: datetime, end: datetime, out: IO[byte
     return _stream_day_csv(session, start, end, out)
 
 
-def _copy_day_csv(session: Session, start: datetime, end: datetime, out: IO[bytes]) -> int:
+def _copy_day_csv(session: Session, start: datetime, end: datetime, out: io.BufferedIOBase) -> int:
     columns = ", ".join(
         f"to_char({name} AT TIME ZONE 'UTC', '{_PG_TIME_FORMAT}') AS {name}"
         if name in _TIMESTAMPS
@@ -208,21 +209,26 @@ def _copy_day_csv(session: Session, start: datetime, end: datetime, out: IO[byte
         cursor.close()
 
 
-def _stream_day_csv(session: Session, start: datetime, end: datetime, out: IO[bytes]) -> int:
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text)
+def _stream_day_csv(
+    session: Session, start: datetime, end: datetime, out: io.BufferedIOBase
+) -> int:
+    batch = io.StringIO()
+    writer = csv.writer(batch)
     writer.writerow(CSV_COLUMNS)
     rows = session.execute(
         select(*(getattr(Transaction, name) for name in CSV_COLUMNS))
         .where(_in_day(start, end))
         .order_by(Transaction.created_at, Transaction.id)
-        .execution_options(yield_per=2000)
+        .execution_options(yield_per=_BATCH_ROWS)
     )
     written = 0
-    for row in rows:
+    for written, row in enumerate(rows, start=1):
         writer.writerow(_csv_value(value) for value in row)
-        written += 1
-    text.detach()  # leave ``out`` open for the caller
+        if written % _BATCH_ROWS == 0:
+            out.write(batch.getvalue().encode())
+            batch.seek(0)
+            batch.truncate()
+    out.write(batch.getvalue().encode())
     return written
 
 

@@ -241,7 +241,7 @@ def test_a_big_csv_is_attached_gzip_compressed(
     app: Flask, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_day()
-    monkeypatch.setattr(reports, "GZIP_ABOVE_BYTES", 100)
+    monkeypatch.setattr(reports, "GZIP_ABOVE_ROWS", 6)
 
     reports.send_daily_report(DAY)
 
