@@ -195,6 +195,24 @@ class CircuitOpen(VendorError):
     request_sent = False
 
 
+# --- reports ----------------------------------------------------------------
+
+
+class ReportDayNotClosed(InvalidInput):
+    """The report day has not ended yet (today or in the future)."""
+
+    code = "report_day_not_closed"
+    default_message = "Only a day that has ended (UTC) can be reported."
+
+
+class MailDeliveryFailed(ServiceError):
+    """The mail server (or the outbox) did not take the message."""
+
+    status = 502
+    code = "mail_delivery_failed"
+    default_message = "The message could not be delivered."
+
+
 # --- rendering --------------------------------------------------------------
 
 
