@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import api as api_package
 from service import jobs
@@ -14,6 +15,7 @@ from service.errors import register_error_handlers
 from service.extensions import api, db, migrate, redis_store
 from service.logging import register_request_id
 from service.metrics import register_request_metrics
+from service.ratelimit import register_limits
 from service.vendor.client import register_vendor
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
@@ -29,9 +31,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(_flask_config(settings))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["settings"] = settings
+    # Client addresses (logs, per-client limits) from the X-Forwarded-For
+    # entries added by the TRUSTED_PROXIES nearest proxies; 0 trusts none.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     register_request_id(app)
     register_request_metrics(app)
     register_extensions(app, settings)
+    register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)
     api_package.register_blueprints(app)
     jobs.register_commands(app)

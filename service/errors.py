@@ -78,6 +78,22 @@ class ServiceUnavailable(ServiceError):
     default_message = "The service is temporarily unavailable."
 
 
+class RateLimited(ServiceError):
+    """More requests than ``RATE_LIMIT`` allows in the moving window."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry after the time in Retry-After."
+
+
+class TooManyConcurrentRequests(ServiceError):
+    """``MAX_CONCURRENT_REQUESTS`` requests are already in flight."""
+
+    status = 429
+    code = "too_many_concurrent_requests"
+    default_message = "Too many requests in flight; retry after the time in Retry-After."
+
+
 # --- vendor -----------------------------------------------------------------
 
 
@@ -177,6 +193,24 @@ class CircuitOpen(VendorError):
     code = "circuit_open"
     default_message = "The market vendor is failing; try again shortly."
     request_sent = False
+
+
+# --- reports ----------------------------------------------------------------
+
+
+class ReportDayNotClosed(InvalidInput):
+    """The report day has not ended yet (today or in the future)."""
+
+    code = "report_day_not_closed"
+    default_message = "Only a day that has ended (UTC) can be reported."
+
+
+class MailDeliveryFailed(ServiceError):
+    """The mail server (or the outbox) did not take the message."""
+
+    status = 502
+    code = "mail_delivery_failed"
+    default_message = "The message could not be delivered."
 
 
 # --- rendering --------------------------------------------------------------

@@ -11,13 +11,19 @@ commit for real, so concurrency tests see what production would.
 
 from __future__ import annotations
 
+import email
 import os
+import socket
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from typing import Any
 
 import pytest
 import redis
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -163,3 +169,75 @@ def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free local port that keeps what it receives.
+
+    ``stop()``/``start()`` simulate an outage (connections refused); set
+    ``refuse`` to an SMTP reply such as ``"451 4.3.0 try later"`` to refuse
+    messages, and list addresses in ``unknown_recipients`` to refuse those.
+    With ``credentials`` it requires ``AUTH`` with that user and password.
+    """
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.credentials = credentials
+        self.received: list[Envelope] = []
+        self.refuse: str | None = None
+        self.unknown_recipients: set[str] = set()
+        self._controller: Controller | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.unknown_recipients:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.credentials and not session.authenticated:
+            return "530 5.7.0 authentication required"
+        if self.refuse:
+            return self.refuse
+        self.received.append(envelope)
+        return "250 2.0.0 accepted"
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        given = (data.login.decode(), data.password.decode())
+        return AuthResult(success=given == self.credentials, handled=False)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """The received messages, parsed."""
+        return [
+            email.message_from_bytes(envelope.original_content or b"", policy=default_policy)
+            for envelope in self.received
+        ]
+
+    def start(self) -> None:
+        auth: dict[str, Any] = {}
+        if self.credentials:
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **auth)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A running :class:`SmtpServer`; point the app at it with
+    ``make_app(smtp_host="127.0.0.1", smtp_port=smtp_server.port, smtp_starttls=False)``."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

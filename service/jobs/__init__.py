@@ -13,6 +13,6 @@ def register_commands(app: Flask) -> None:
 
 
 def _command_groups() -> list[click.Group]:
-    from service.jobs import tokens
+    from service.jobs import reports, tokens
 
-    return [tokens.cli]
+    return [reports.report, tokens.cli]

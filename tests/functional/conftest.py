@@ -1,0 +1,113 @@
+"""A real gunicorn (``python -m gunicorn -c python:service.gunicorn_conf``) for HTTP tests
+that need several worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from service.vendor.simulator import SimulatorServer
+from tests.functional.servers import ROOT, Gunicorn, RedisServer, free_port
+
+START_SECONDS = 30
+
+
+@pytest.fixture
+def gunicorn(
+    database_url: str, redis_url: str, simulator_server: SimulatorServer, tmp_path: Path
+) -> Iterator[Callable[..., Gunicorn]]:
+    """Start gunicorn with ``start(app="service.wsgi:app", **env)``.
+
+    The environment points at the test database, the test Redis and the
+    simulator, with two workers on 127.0.0.1 and the service's defaults
+    otherwise (rate and concurrency limits on); keyword arguments override
+    single variables. ``start`` returns once ``/healthz`` answers; every
+    server is stopped at the end of the test.
+    """
+    servers: list[Gunicorn] = []
+
+    def start(app: str = "service.wsgi:app", **overrides: str) -> Gunicorn:
+        port = free_port()
+        name = f"gunicorn-{len(servers)}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "VENDOR_BASE_URL": simulator_server.url,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "2",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / name / "metrics"),
+            "LOG_LEVEL": "warning",
+            **overrides,
+        }
+        log = tmp_path / name / "stderr.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        server = Gunicorn(
+            f"http://127.0.0.1:{port}", process, Path(env["PROMETHEUS_MULTIPROC_DIR"]), log
+        )
+        servers.append(server)
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                requests.get(server.url + "/healthz", timeout=1).raise_for_status()
+                return server
+            except requests.RequestException:
+                assert process.poll() is None, server.log_tail()
+                assert time.monotonic() < deadline, f"gunicorn did not start\n{server.log_tail()}"
+                time.sleep(0.2)
+
+    yield start
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A throw-away ``redis-server`` on a free port (no persistence)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", process)
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            assert process.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    client.close()
+    yield server
+    if process.poll() is None:
+        server.stop()

@@ -1,0 +1,472 @@
+"""The daily report: what the e-mail says, and that a day goes out exactly once.
+
+Mail goes to a real SMTP server in the test process (aiosmtpd); the ledger is
+written as the buy flow writes it (row + ``daily_summaries`` in one transaction).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import upgrade
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.config import Settings
+from service.errors import MailDeliveryFailed, ReportDayNotClosed
+from service.extensions import db
+from service.models import ReportRun
+from service.models.base import utcnow
+from service.services import reports
+from tests.conftest import SmtpServer
+from tests.ledger import record
+
+DAY = date(2026, 11, 23)
+RECIPIENTS = ("ops@example.com", "audit@example.com")
+
+
+def at(hour: int, minute: int = 0, second: int = 0, micro: int = 0, day: date = DAY) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, second, micro, tzinfo=UTC)
+
+
+@pytest.fixture
+def mail_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flask:
+    return make_app(
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_starttls=False,
+        report_from="reports@example.com",
+        report_recipients=RECIPIENTS,
+    )
+
+
+@pytest.fixture
+def app(mail_app: Flask) -> Any:
+    with mail_app.app_context():
+        yield mail_app
+
+
+def seed_day() -> None:
+    """A day with every status, two boundary rows inside and two outside."""
+    session = db.session()
+    record(session, at(0), price="220.67", quantity=3, user_id="u1")  # first instant of the day
+    record(session, at(12), price="0.25", quantity=10, user_id="u2", symbol="MSFT")
+    record(session, at(13), "failed", reason="vendor_rejected", vendor_status=400,
+           vendor_message="Price moved <fast>", user_id="u1")  # fmt: skip
+    record(session, at(14), "unknown", reason="vendor_timeout", user_id="u3", symbol="TSLA")
+    record(session, at(15), "rejected", reason="price_out_of_tolerance", price="999.5",
+           quantity=2, user_id="u2", symbol="MSFT")  # fmt: skip
+    record(session, at(16), "pending", user_id="u4")
+    record(session, at(23, 59, 59, 999_999), "failed", reason="retries_exhausted",
+           vendor_status=503, user_id="u3")  # fmt: skip
+    record(session, at(23, 59, 59, 999_999, day=DAY - timedelta(days=1)), user_id="before")
+    record(session, at(0, day=DAY + timedelta(days=1)), "failed", reason="x", user_id="after")
+    session.commit()
+
+
+def ledger(sql: str) -> list[Any]:
+    """Rows of ``sql`` over the report day's ledger (``:start``, ``:end`` bound)."""
+    start = at(0)
+    return list(db.session.execute(sa.text(sql), {"start": start, "end": start + timedelta(1)}))
+
+
+def parts(message: EmailMessage) -> tuple[str, str, str, bytes]:
+    """Text body, HTML body, attachment file name and attachment bytes."""
+    assert message.get_content_type() == "multipart/mixed"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None
+    assert html is not None
+    [attachment] = list(message.iter_attachments())
+    content = attachment.get_content()
+    return (
+        text.get_content().replace("\r\n", "\n"),
+        html.get_content(),
+        attachment.get_filename() or "",
+        content if isinstance(content, bytes) else content.encode(),
+    )
+
+
+def csv_rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> None:
+    seed_day()
+
+    outcome = reports.send_daily_report(DAY)
+
+    assert outcome.state == "sent"
+    assert outcome.transactions == 7
+    [message] = smtp_server.messages
+    assert message["From"] == "reports@example.com"
+    assert set(smtp_server.received[0].rcpt_tos) == set(RECIPIENTS)
+    assert message["Message-ID"] == outcome.message_id
+    assert (
+        message["Subject"] == "Transaction report 2026-11-23: 7 transactions, 2 failed, 1 unknown"
+    )
+    text, html, _, _ = parts(message)
+    shown = {
+        match["status"]: (match["count"], match["quantity"], match["amount"])
+        for match in re.finditer(
+            r"^(?P<status>succeeded|rejected|failed|unknown) +(?P<count>[\d,]+) +"
+            r"(?P<quantity>[\d,]+) +(?P<amount>[\d,.]+)$",
+            text,
+            re.MULTILINE,
+        )
+    }
+    expected = {
+        status: (f"{count:,}", f"{quantity:,}", reports.money(amount))
+        for status, count, quantity, amount in ledger(
+            "SELECT status, count(*), sum(quantity),"
+            " sum(CASE WHEN status = 'succeeded' THEN total ELSE requested_price * quantity END)"
+            " FROM transactions WHERE created_at >= :start AND created_at < :end"
+            " AND status <> 'pending' GROUP BY status"
+        )
+    }
+    assert shown == expected
+    assert expected["succeeded"] == ("2", "13", "664.51")
+    assert "7 transactions by 4 users; value bought 664.51." in text
+    assert "Still pending when the report was made: 1" in text
+    for body in (text, html):
+        assert "price_out_of_tolerance" in body
+        assert "retries_exhausted" in body
+    assert re.search(r"^MSFT +1 +10 +2\.50 +1$", text, re.MULTILINE)
+    assert "Price moved &lt;fast&gt;" in html  # vendor text is escaped, not markup
+
+
+def test_report_lists_every_failed_and_unknown_transaction(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    seed_day()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, _ = parts(smtp_server.messages[0])
+    problems = ledger(
+        "SELECT id FROM transactions WHERE created_at >= :start AND created_at < :end"
+        " AND status IN ('failed', 'unknown')"
+    )
+    assert len(problems) == 3
+    for (problem_id,) in problems:
+        assert re.search(rf"^{problem_id} ", text, re.MULTILINE)
+        assert f">{problem_id}</td>" in html
+    assert "Failed and unknown transactions: 3" in text
+
+
+def test_csv_attachment_has_every_transaction_of_the_day(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    seed_day()
+
+    reports.send_daily_report(DAY)
+
+    _, _, filename, data = parts(smtp_server.messages[0])
+    assert filename == "transactions-2026-11-23.csv"
+    rows = csv_rows(data)
+    day_ids = {
+        str(row_id)
+        for (row_id,) in ledger(
+            "SELECT id FROM transactions WHERE created_at >= :start AND created_at < :end"
+        )
+    }
+    assert {row["id"] for row in rows} == day_ids
+    assert len(rows) == 7
+    first = rows[0]
+    assert first["created_at"] == "2026-11-23T00:00:00.000000Z"
+    assert (first["status"], first["quantity"], first["requested_price"], first["total"]) == (
+        "succeeded",
+        "3",
+        "220.670000",
+        "662.010000",
+    )
+    assert rows[-1]["created_at"] == "2026-11-23T23:59:59.999999Z"
+    assert {row["status"] for row in rows} == {
+        "succeeded",
+        "failed",
+        "unknown",
+        "rejected",
+        "pending",
+    }
+
+
+def test_body_shows_the_first_problems_and_counts_the_rest(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    session = db.session()
+    for n in range(reports.PROBLEMS_SHOWN + 5):
+        record(session, at(10, 0, 0, n), "failed", reason="vendor_rejected", user_id=f"u{n}")
+    session.commit()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, data = parts(smtp_server.messages[0])
+    assert "... and 5 more: see the attached CSV." in text
+    assert "and 5 more" in html
+    assert len(re.findall(r">u\d+</td>", html)) == reports.PROBLEMS_SHOWN
+    assert len(csv_rows(data)) == reports.PROBLEMS_SHOWN + 5
+
+
+def test_a_day_without_transactions_gets_a_short_report(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    outcome = reports.send_daily_report(DAY)
+
+    assert outcome.state == "sent"
+    [message] = smtp_server.messages
+    assert message["Subject"] == "Transaction report 2026-11-23: no transactions"
+    text, html, _, data = parts(message)
+    assert "No transactions on 2026-11-23" in text
+    assert "No transactions on 2026-11-23" in html
+    assert len(text.splitlines()) < 10
+    assert csv_rows(data) == []
+
+
+def test_a_big_csv_is_attached_gzip_compressed(
+    app: Flask, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_day()
+    monkeypatch.setattr(reports, "GZIP_ABOVE_ROWS", 6)
+
+    reports.send_daily_report(DAY)
+
+    [attachment] = list(smtp_server.messages[0].iter_attachments())
+    assert attachment.get_filename() == "transactions-2026-11-23.csv.gz"
+    assert attachment.get_content_type() == "application/gzip"
+    assert len(csv_rows(gzip.decompress(attachment.get_content()))) == 7
+
+
+def test_a_sent_day_is_not_sent_again(app: Flask, smtp_server: SmtpServer) -> None:
+    first = reports.send_daily_report(DAY)
+
+    again = reports.send_daily_report(DAY)
+
+    assert again.state == "already_sent"
+    assert again.message_id == first.message_id
+    assert len(smtp_server.received) == 1
+
+
+def test_force_sends_a_sent_day_again(app: Flask, smtp_server: SmtpServer) -> None:
+    reports.send_daily_report(DAY)
+
+    forced = reports.send_daily_report(DAY, force=True)
+
+    assert forced.state == "sent"
+    assert len(smtp_server.received) == 2
+    run = db.session.get(ReportRun, DAY)
+    assert run is not None
+    assert (run.state, run.attempts, run.message_id) == ("sent", 2, forced.message_id)
+
+
+def test_two_runs_at_the_same_time_send_one_email(mail_app: Flask, smtp_server: SmtpServer) -> None:
+    with mail_app.app_context():
+        seed_day()
+
+    def run() -> str:
+        with mail_app.app_context():
+            return reports.send_daily_report(DAY).state
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        states = [future.result() for future in [pool.submit(run) for _ in range(4)]]
+
+    assert len(smtp_server.received) == 1
+    assert states.count("sent") == 1
+    assert set(states) <= {"sent", "in_progress", "already_sent"}
+
+
+def test_a_fresh_claim_of_another_run_is_respected(app: Flask, smtp_server: SmtpServer) -> None:
+    db.session.add(ReportRun(day=DAY, state="sending", claimed_at=utcnow() - timedelta(minutes=1)))
+    db.session.commit()
+
+    outcome = reports.send_daily_report(DAY)
+
+    assert outcome.state == "in_progress"
+    assert smtp_server.received == []
+
+
+def test_the_claim_of_a_run_that_died_is_taken_over(app: Flask, smtp_server: SmtpServer) -> None:
+    stale = utcnow() - reports.REPORT_LEASE - timedelta(minutes=1)
+    db.session.add(ReportRun(day=DAY, state="sending", attempts=1, claimed_at=stale))
+    db.session.commit()
+
+    outcome = reports.send_daily_report(DAY)
+
+    assert outcome.state == "sent"
+    assert len(smtp_server.received) == 1
+
+
+def test_smtp_outage_leaves_the_day_unsent_and_the_next_run_delivers(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    seed_day()
+    smtp_server.stop()
+
+    with pytest.raises(MailDeliveryFailed, match="Connection refused"):
+        reports.send_daily_report(DAY)
+
+    run = db.session.get(ReportRun, DAY)
+    assert run is not None
+    assert (run.state, run.failures, run.sent_at) == ("failed", 1, None)
+    assert run.last_error is not None
+    assert "Connection refused" in run.last_error
+    smtp_server.start()
+    outcome = reports.send_daily_report(DAY)
+    assert outcome.state == "sent"
+    assert len(smtp_server.received) == 1
+    db.session.refresh(run)
+    assert (run.state, run.failures, run.attempts) == ("sent", 1, 2)
+
+
+def test_a_refused_message_is_a_failure_that_is_retried(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse = "451 4.3.0 try again later"
+
+    with pytest.raises(MailDeliveryFailed, match="try again later"):
+        reports.send_daily_report(DAY)
+
+    smtp_server.refuse = None
+    assert reports.send_daily_report(DAY).state == "sent"
+    assert len(smtp_server.received) == 1
+
+
+def test_unknown_recipients_are_named_and_the_others_get_the_report(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    smtp_server.unknown_recipients = {"audit@example.com"}
+
+    outcome = reports.send_daily_report(DAY)
+
+    assert outcome.delivery is not None
+    assert outcome.delivery.accepted == ("ops@example.com",)
+    assert outcome.delivery.refused == ("audit@example.com",)
+    assert smtp_server.received[0].rcpt_tos == ["ops@example.com"]
+
+
+def test_starttls_is_required_when_configured(
+    make_app: Callable[..., Flask], smtp_server: SmtpServer
+) -> None:
+    insecure = make_app(smtp_host="127.0.0.1", smtp_port=smtp_server.port, smtp_starttls=True)
+    with insecure.app_context(), pytest.raises(MailDeliveryFailed, match="STARTTLS"):
+        reports.send_daily_report(DAY)
+    assert smtp_server.received == []
+
+
+@pytest.mark.parametrize(("password", "delivered"), [("secret", True), ("wrong", False)])
+def test_smtp_login(make_app: Callable[..., Flask], password: str, delivered: bool) -> None:
+    server = SmtpServer(credentials=("reporter", "secret"))
+    server.start()
+    try:
+        mail_app = make_app(
+            smtp_host="127.0.0.1",
+            smtp_port=server.port,
+            smtp_starttls=False,
+            smtp_username="reporter",
+            smtp_password=password,
+        )
+        with mail_app.app_context():
+            if delivered:
+                reports.send_daily_report(DAY)
+            else:
+                with pytest.raises(MailDeliveryFailed, match="535"):
+                    reports.send_daily_report(DAY)
+    finally:
+        server.stop()
+    assert len(server.received) == int(delivered)
+
+
+@pytest.mark.parametrize("days_ahead", [0, 1])
+def test_a_day_that_has_not_ended_is_refused(app: Flask, days_ahead: int) -> None:
+    today = utcnow().date()
+    with pytest.raises(ReportDayNotClosed, match="has not ended"):
+        reports.send_daily_report(today + timedelta(days=days_ahead))
+    assert db.session.get(ReportRun, today) is None
+
+
+def test_default_day_is_yesterday(app: Flask, smtp_server: SmtpServer) -> None:
+    outcome = reports.send_daily_report()
+
+    assert outcome.day == utcnow().date() - timedelta(days=1)
+    assert str(outcome.day) in smtp_server.messages[0]["Subject"]
+
+
+def test_the_web_pods_export_report_metrics(app: Flask, smtp_server: SmtpServer) -> None:
+    def scrape() -> dict[str, float]:
+        body = app.test_client().get("/metrics").get_data(as_text=True)
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name.startswith("trading_report_")
+        }
+
+    assert scrape() == {"trading_report_failures_total": 0.0}
+    smtp_server.stop()
+    with pytest.raises(MailDeliveryFailed):
+        reports.send_daily_report(DAY)
+    smtp_server.start()
+    reports.send_daily_report(DAY)
+
+    run = db.session.get(ReportRun, DAY)
+    assert run is not None
+    assert run.sent_at is not None
+    assert scrape() == {
+        "trading_report_failures_total": 1.0,
+        "trading_report_last_success_timestamp_seconds": run.sent_at.timestamp(),
+    }
+
+
+def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    sqlite_app = create_app(
+        make_settings(
+            database_url=f"sqlite:///{tmp_path / 'trading.db'}", report_outbox_dir=str(outbox)
+        )
+    )
+    with sqlite_app.app_context():
+        upgrade()
+        seed_day()
+
+        outcome = reports.send_daily_report(DAY)
+        again = reports.send_daily_report(DAY)
+        db.engine.dispose()
+
+    assert outcome.delivery is not None
+    assert outcome.delivery.outbox_path is not None
+    assert again.state == "already_sent"
+    [written] = outbox.glob("*.eml")
+    assert written == outcome.delivery.outbox_path
+    with written.open("rb") as eml:
+        message = message_from_bytes(eml.read(), policy=default_policy)
+    text, _, _, data = parts(message)
+    assert "7 transactions by 4 users; value bought 664.51." in text
+    rows = csv_rows(data)
+    assert len(rows) == 7
+    assert (rows[0]["created_at"], rows[0]["total"]) == (
+        "2026-11-23T00:00:00.000000Z",
+        "662.010000",
+    )
+
+
+def test_money_is_shown_exactly() -> None:
+    assert reports.money(Decimal("1234567.5")) == "1,234,567.50"
+    assert reports.money(Decimal("0.123456")) == "0.123456"
+    assert reports.money(Decimal("100.000000")) == "100.00"
+    assert reports.money(Decimal("0E-6")) == "0.00"
