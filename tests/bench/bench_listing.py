@@ -33,34 +33,39 @@ def bench(quick: bool = False) -> list[Goal]:
     """Measure both servers and print the table; returns the throughput ratio."""
     rounds, per_round = (2, 1000) if quick else (3, 3000)
     flush_redis()
+    runs: dict[str, list[LoadResult]] = {"bare Flask": [], "service": []}
+    cpu: dict[str, float] = dict.fromkeys(runs, 0.0)
     with simulator_process() as vendor:
         env = service_env(vendor)
         with gunicorn_process(env) as service, gunicorn_process(env, app=BARE_APP) as bare:
-            warm = load(service, ["/stocks"], total=200, concurrency=4)
+            warm = load(service.url, ["/stocks"], total=200, concurrency=4)
             if warm.statuses != {200: warm.requests} or warm.errors:
                 raise BenchmarkError(f"GET /stocks answered {dict(warm.statuses)} while warming")
-            load(bare, ["/stocks"], total=200, concurrency=4)
-            runs: dict[str, list[LoadResult]] = {"bare Flask": [], "service": []}
+            load(bare.url, ["/stocks"], total=200, concurrency=4)
             for _ in range(rounds):
-                for name, url in (("bare Flask", bare), ("service", service)):
+                for name, server in (("bare Flask", bare), ("service", service)):
+                    before = server.cpu_seconds()
                     runs[name].append(
-                        load(url, ["/stocks"], total=per_round, concurrency=CONCURRENCY)
+                        load(server.url, ["/stocks"], total=per_round, concurrency=CONCURRENCY)
                     )
+                    cpu[name] += server.cpu_seconds() - before
     results = {name: LoadResult.combined(parts) for name, parts in runs.items()}
     for name, result in results.items():
         if result.errors or set(result.statuses) != {200}:
             raise BenchmarkError(f"{name} answered {dict(result.statuses)}, {result.errors} errors")
+    cpu_ms = {name: cpu[name] * 1000 / results[name].requests for name in results}
     bare_result, service_result = results["bare Flask"], results["service"]
     ratio = service_result.rate / bare_result.rate
+    cpu_ratio = cpu_ms["bare Flask"] / cpu_ms["service"]
     print_table(
         "Cached listing throughput (GET /stocks, gunicorn 2 workers × 8 threads, "
         f"{CONCURRENCY} keep-alive clients)",
-        ["server", "requests", "requests/s", "p50 ms", "p99 ms"],
+        ["server", "requests", "requests/s", "p50 ms", "p99 ms", "server CPU ms/request"],
         [
-            [name, result.requests, result.rate, result.p50, result.p99]
+            [name, result.requests, result.rate, result.p50, result.p99, cpu_ms[name]]
             for name, result in results.items()
         ]
-        + [["service / bare Flask", "", f"{ratio:.0%}", "", ""]],
+        + [["service / bare Flask", "", f"{ratio:.0%}", "", "", f"{cpu_ratio:.0%} (inverse)"]],
     )
     return [
         Goal(
@@ -69,6 +74,11 @@ def bench(quick: bool = False) -> list[Goal]:
             f"{ratio:.0%} ({service_result.rate:,.0f} vs {bare_result.rate:,.0f} req/s)",
             f"≥ {GOAL_RATIO:.0%}",
             ratio >= GOAL_RATIO,
+        ),
+        Goal(
+            "listing",
+            "server CPU per cached GET /stocks, bare Flask's share",
+            f"{cpu_ratio:.0%} ({cpu_ms['service']:.2f} vs {cpu_ms['bare Flask']:.2f} ms)",
         ),
         Goal(
             "listing",

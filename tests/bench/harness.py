@@ -181,12 +181,34 @@ def simulator_admin(url: str, path: str, payload: Mapping[str, Any] | None = Non
     return response.json()
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    """A server running as a process: its base ``url`` and the ``process``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the process and its live
+        children (gunicorn's workers)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ticks = 0
+        for each in [str(pid), *children]:
+            try:
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a worker that just exited
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def gunicorn_process(
     env: Mapping[str, str], app: str = "service.wsgi:app", workers: int = 2, threads: int = 8
-) -> Iterator[str]:
+) -> Iterator[ServerProcess]:
     """Run gunicorn with the project's config and ``env`` on top of the
-    environment; yields the base URL once ``/healthz`` answers."""
+    environment; yields it once ``/healthz`` answers."""
     port = free_port()
     metrics_dir = Path(f"/tmp/trading-bench-metrics-{port}")
     full_env = {
@@ -209,7 +231,7 @@ def gunicorn_process(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/healthz", process)
-        yield url
+        yield ServerProcess(url, process)
     finally:
         _stop(process)
 
