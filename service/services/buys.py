@@ -256,7 +256,8 @@ class _Order:
         delays = current_settings().vendor_retry_delays
 
         def wait(state: RetryCallState) -> float:
-            return delays[state.attempt_number - 1]
+            # tenacity asks for the wait before it checks the stop condition
+            return delays[state.attempt_number - 1] if state.attempt_number <= len(delays) else 0
 
         retrying = Retrying(
             # 5xx or never sent: the vendor executed nothing. A lost answer, a
