@@ -500,7 +500,7 @@ def test_under_vendor_faults_every_attempt_is_final_and_nothing_is_bought_twice(
     assert {row.reason for row in rows if row.status == "failed"} <= {"vendor_unavailable"}
     assert {row.reason for row in rows if row.status == "unknown"} == {"vendor_answer_lost"}
     assert holdings()["AAPL"].quantity == sum(succeeded)
-    counted = Counter()
+    counted: Counter[str] = Counter()
     for (status, _reason, _symbol), summary in summaries().items():
         counted[status] += summary.count
     assert counted == by_status
