@@ -11,6 +11,7 @@ from werkzeug.test import TestResponse
 
 from service.extensions import db
 from service.models import DailySummary, Holding, Portfolio, Transaction
+from service.repositories import transactions
 from service.vendor.simulator import Simulator
 
 # Prices hold still for the length of any test (the vendor reprices once per cycle).
@@ -38,6 +39,15 @@ def post_buy(
         data=buy_body(price, quantity, user_id),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def claim(key: str | None = None, user_id: str = "alice") -> int | None:
+    """Claim a pending attempt (2 AAPL at 10.5) as a buy does, uncommitted."""
+    order = {"symbol": "AAPL", "quantity": 2, "requested_price": Decimal("10.5")}
+    return transactions.claim(
+        db.session(),
+        {**order, "user_id": user_id, "idempotency_key": key, "request_fingerprint": "f"},
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
@@ -14,17 +13,10 @@ from service.models import Transaction, TransactionStatus
 from service.repositories import upsert
 
 
-def claim(
-    session: Session,
-    *,
-    user_id: str,
-    symbol: str,
-    quantity: int,
-    requested_price: Decimal,
-    idempotency_key: str | None,
-    request_fingerprint: str,
-) -> int | None:
-    """Insert a ``pending`` attempt and return its id.
+def claim(session: Session, values: Mapping[str, Any]) -> int | None:
+    """Insert a ``pending`` attempt with the columns in ``values`` (``user_id``,
+    ``symbol``, ``quantity``, ``requested_price``, ``idempotency_key``,
+    ``request_fingerprint``) and return its id.
 
     Returns ``None`` instead when the user already has an attempt with this
     ``idempotency_key``: the unique ``(user_id, idempotency_key)`` constraint
@@ -33,14 +25,7 @@ def claim(
     """
     statement = (
         upsert(session, Transaction.__table__)
-        .values(
-            user_id=user_id,
-            symbol=symbol,
-            quantity=quantity,
-            requested_price=requested_price,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
         .returning(Transaction.id)
     )

@@ -92,12 +92,14 @@ def buy(
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
     transaction_id = transactions.claim(
         session,
-        user_id=user_id,
-        symbol=symbol,
-        quantity=quantity,
-        requested_price=price,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint,
+        {
+            "user_id": user_id,
+            "symbol": symbol,
+            "quantity": quantity,
+            "requested_price": price,
+            "idempotency_key": idempotency_key,
+            "request_fingerprint": fingerprint,
+        },
     )
     if transaction_id is None:
         assert idempotency_key is not None  # only a repeated key stops a claim

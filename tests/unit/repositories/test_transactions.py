@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from flask import Flask
 
 from service.extensions import db
 from service.models.base import utcnow
 from service.repositories import transactions
-
-
-def _claim(key: str | None, user_id: str = "alice") -> int | None:
-    return transactions.claim(
-        db.session(),
-        user_id=user_id,
-        symbol="AAPL",
-        quantity=1,
-        requested_price=Decimal("1.5"),
-        idempotency_key=key,
-        request_fingerprint="f",
-    )
+from tests.buys_support import claim
 
 
 def _final(status: str = "failed") -> dict[str, object]:
@@ -29,21 +17,21 @@ def _final(status: str = "failed") -> dict[str, object]:
 
 
 def test_a_key_is_claimed_once_per_user(app: Flask) -> None:
-    first = _claim("k")
+    first = claim("k")
     assert first is not None
-    assert _claim("k") is None
-    assert _claim("k", user_id="bob") is not None
+    assert claim("k") is None
+    assert claim("k", user_id="bob") is not None
     assert transactions.by_idempotency_key(db.session(), "alice", "k").id == first
 
 
 def test_without_a_key_every_claim_inserts(app: Flask) -> None:
-    ids = {_claim(None) for _ in range(3)}
+    ids = {claim(None) for _ in range(3)}
     assert None not in ids
     assert len(ids) == 3
 
 
 def test_an_attempt_leaves_pending_once(app: Flask) -> None:
-    transaction_id = _claim(None)
+    transaction_id = claim(None)
     assert transaction_id is not None
     session = db.session()
 
@@ -56,7 +44,7 @@ def test_an_attempt_leaves_pending_once(app: Flask) -> None:
 
 
 def test_only_attempts_older_than_the_cutoff_are_finalised(app: Flask) -> None:
-    transaction_id = _claim(None)
+    transaction_id = claim(None)
     session = db.session()
     assert (
         transactions.finalise_pending_before(session, utcnow() - timedelta(hours=1), _final()) == []

@@ -14,25 +14,16 @@ from service.errors import OrderOutcomeUnknown
 from service.extensions import db
 from service.models import Transaction
 from service.models.base import utcnow
-from service.repositories import transactions
 from service.services import buys
 from service.services.stocks import Quote
 from service.vendor.simulator import Simulator
-from tests.buys_support import holdings, ledger, summaries
+from tests.buys_support import claim, holdings, ledger, summaries
 
 
 def _pending(user_id: str = "alice", *, age: timedelta) -> int:
     """A committed pending attempt created ``age`` ago."""
     session = db.session()
-    transaction_id = transactions.claim(
-        session,
-        user_id=user_id,
-        symbol="AAPL",
-        quantity=2,
-        requested_price=Decimal("10.5"),
-        idempotency_key=None,
-        request_fingerprint="f",
-    )
+    transaction_id = claim(user_id=user_id)
     assert transaction_id is not None
     session.execute(
         update(Transaction)
