@@ -72,6 +72,27 @@ class Unprocessable(ServiceError):
     default_message = "The request cannot be processed."
 
 
+class PriceOutOfTolerance(Unprocessable):
+    """A buy price lies outside the tolerance band around the market price."""
+
+    code = "price_out_of_tolerance"
+    default_message = "The price is too far from the market price."
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """An ``Idempotency-Key`` came back with a different request body."""
+
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for a different request."
+
+
+class IdempotencyKeyInUse(Conflict):
+    """The first request with this ``Idempotency-Key`` has not finished yet."""
+
+    code = "idempotency_key_in_use"
+    default_message = "A request with this Idempotency-Key is still being processed."
+
+
 class ServiceUnavailable(ServiceError):
     status = 503
     code = "unavailable"
@@ -179,6 +200,26 @@ class VendorAnswerLost(VendorError):
     code = "vendor_answer_lost"
     default_message = "The connection to the market vendor broke before it answered."
     transient = True
+
+
+class VendorUnavailable(VendorError):
+    """The vendor could not serve the request even after retries; nothing was executed."""
+
+    code = "vendor_unavailable"
+    default_message = "The market vendor is unavailable; nothing was bought."
+
+
+class OrderOutcomeUnknown(VendorError):
+    """An order was sent but its answer never came: it may have been executed.
+
+    Never resent; the attempt is recorded as ``unknown`` and reported.
+    """
+
+    code = "order_outcome_unknown"
+    default_message = (
+        "The order was sent but the market vendor's answer was lost; it may have been "
+        "executed. It is recorded and will be reconciled; do not simply buy again."
+    )
 
 
 class VendorBadResponse(VendorError):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 import flask_smorest
-from flask import Flask
-from webargs.flaskparser import FlaskParser
+from flask import Flask, Request
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.extensions import api
 
@@ -12,6 +17,14 @@ from service.extensions import api
 class _Parser(FlaskParser):
     # 400 for malformed input; 422 is kept for a well-formed buy the market refuses.
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Request) -> Any:
+        # JSON numbers with a fraction become Decimal, never float: a price of
+        # 0.1 must arrive as exactly Decimal("0.1"). Decoding errors are turned
+        # into 400s by webargs' load_json.
+        if not is_json_request(req):
+            return core.missing
+        return json.loads(req.get_data(cache=True).decode("utf-8"), parse_float=Decimal)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -29,6 +42,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _feature_blueprints() -> list[Blueprint]:
-    from service.api import stocks
+    from service.api import buys, portfolios, stocks
 
-    return [stocks.blp]
+    return [stocks.blp, buys.blp, portfolios.blp]

@@ -308,7 +308,12 @@ def market_price(symbol: str) -> Quote:
     CACHE_REQUESTS.labels("price", "miss").inc()
     token = known_token(symbol)
     if token is not None:
-        found = _find(fetch_page(token or None), symbol)
+        try:
+            found = _find(fetch_page(token or None), symbol)
+        except VendorRejected as exc:
+            # A token the vendor no longer accepts: the map is stale, walk.
+            log.info("stale page token, walking", extra={"symbol": symbol, "error": exc.message})
+            found = None
         if found:
             return found
     return _walk_for(symbol)

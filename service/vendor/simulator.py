@@ -668,6 +668,9 @@ class _HTTPServer(ThreadingHTTPServer):
     """Threaded HTTP server that knows its simulator and its open connections."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 overflows under concurrent tests and
+    # benchmarks; the kernel then delays reconnects by seconds.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
         super().__init__(address, _Handler)

@@ -1,5 +1,6 @@
-"""A real gunicorn (``python -m gunicorn -c python:service.gunicorn_conf``) for HTTP tests
-that need several worker processes."""
+"""Fixtures of the HTTP-level tests: app clients with chosen settings, a real
+gunicorn (``python -m gunicorn -c python:service.gunicorn_conf``) for tests that
+need several worker processes, and a private redis-server."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
 from service.vendor.simulator import SimulatorServer
 from tests.functional.servers import ROOT, Gunicorn, RedisServer, free_port
@@ -111,3 +115,17 @@ def private_redis() -> Iterator[RedisServer]:
     yield server
     if process.poll() is None:
         server.stop()
+
+
+@pytest.fixture
+def client_with(make_app: Callable[..., Flask]) -> Iterator[Callable[..., FlaskClient]]:
+    """``client_with(**settings)``: a test client of an app with those settings,
+    whose app context stays pushed for the test (to read the database)."""
+    with ExitStack() as contexts:
+
+        def build(**overrides: object) -> FlaskClient:
+            app = make_app(**overrides)
+            contexts.enter_context(app.app_context())
+            return app.test_client()
+
+        yield build

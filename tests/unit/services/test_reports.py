@@ -71,7 +71,7 @@ def seed_day() -> None:
     record(session, at(14), "unknown", reason="vendor_timeout", user_id="u3", symbol="TSLA")
     record(session, at(15), "rejected", reason="price_out_of_tolerance", price="999.5",
            quantity=2, user_id="u2", symbol="MSFT")  # fmt: skip
-    record(session, at(16), "pending", user_id="u4")
+    record(session, at(16), "pending", user_id="u4")  # its worker died mid-buy
     record(session, at(23, 59, 59, 999_999), "failed", reason="retries_exhausted",
            vendor_status=503, user_id="u3")  # fmt: skip
     record(session, at(23, 59, 59, 999_999, day=DAY - timedelta(days=1)), user_id="before")
@@ -118,7 +118,7 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
     assert set(smtp_server.received[0].rcpt_tos) == set(RECIPIENTS)
     assert message["Message-ID"] == outcome.message_id
     assert (
-        message["Subject"] == "Transaction report 2026-11-23: 7 transactions, 2 failed, 1 unknown"
+        message["Subject"] == "Transaction report 2026-11-23: 7 transactions, 2 failed, 2 unknown"
     )
     text, html, _, _ = parts(message)
     shown = {
@@ -142,7 +142,10 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
     assert shown == expected
     assert expected["succeeded"] == ("2", "13", "664.51")
     assert "7 transactions by 4 users; value bought 664.51." in text
-    assert "Still pending when the report was made: 1" in text
+    # The attempt abandoned by a dead worker was finalised before the report.
+    assert "Still pending" not in text
+    assert re.search(r"^unknown +2 ", text, re.MULTILINE)
+    assert "interrupted" in text
     for body in (text, html):
         assert "price_out_of_tolerance" in body
         assert "retries_exhausted" in body
@@ -162,11 +165,11 @@ def test_report_lists_every_failed_and_unknown_transaction(
         "SELECT id FROM transactions WHERE created_at >= :start AND created_at < :end"
         " AND status IN ('failed', 'unknown')"
     )
-    assert len(problems) == 3
+    assert len(problems) == 4  # the abandoned attempt counts as unknown
     for (problem_id,) in problems:
         assert re.search(rf"^{problem_id} ", text, re.MULTILINE)
         assert f">{problem_id}</td>" in html
-    assert "Failed and unknown transactions: 3" in text
+    assert "Failed and unknown transactions: 4" in text
 
 
 def test_csv_attachment_has_every_transaction_of_the_day(
@@ -201,7 +204,6 @@ def test_csv_attachment_has_every_transaction_of_the_day(
         "failed",
         "unknown",
         "rejected",
-        "pending",
     }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+import redis
 import responses
 from flask import Flask
 
@@ -31,3 +34,16 @@ def test_an_unreadable_quote_is_a_bad_response_not_an_unknown_symbol(app: Flask)
     with pytest.raises(VendorBadResponse):
         stocks.market_price("AAPL")
     assert len(responses.calls) == 1  # no walk of the catalogue
+
+
+def test_a_stale_page_token_falls_back_to_walking_the_catalogue(
+    app: Flask, simulator: Simulator, redis_client: redis.Redis
+) -> None:
+    # The map points AAPL at a token the vendor refuses (a page that is gone).
+    gone = base64.b64encode(b'{"symbol":"GONE"}').decode()
+    redis_client.hset(stocks.TOKEN_MAP_KEY, "AAPL", gone)
+
+    quote = stocks.market_price("AAPL")
+
+    assert quote.price == simulator.price("AAPL")
+    assert stocks.known_token("AAPL") != gone  # the walk repaired the map

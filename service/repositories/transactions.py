@@ -1,0 +1,72 @@
+"""The ledger of buy attempts (``transactions``): claim, look up, finalise once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Transaction, TransactionStatus
+from service.repositories import upsert
+
+
+def claim(session: Session, values: Mapping[str, Any]) -> int | None:
+    """Insert a ``pending`` attempt with the columns in ``values`` (``user_id``,
+    ``symbol``, ``quantity``, ``requested_price``, ``idempotency_key``,
+    ``request_fingerprint``) and return its id.
+
+    Returns ``None`` instead when the user already has an attempt with this
+    ``idempotency_key``: the unique ``(user_id, idempotency_key)`` constraint
+    decides, so of concurrent claims with one key exactly one gets an id (the
+    others wait for it to commit). Without a key (``None``) it always inserts.
+    """
+    statement = (
+        upsert(session, Transaction.__table__)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+        .returning(Transaction.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> Transaction:
+    """The user's attempt with ``idempotency_key`` (it must exist)."""
+    return session.execute(
+        select(Transaction).where(
+            Transaction.user_id == user_id, Transaction.idempotency_key == idempotency_key
+        )
+    ).scalar_one()
+
+
+def finalise(
+    session: Session, transaction_id: int, values: Mapping[str, Any]
+) -> Transaction | None:
+    """Move attempt ``transaction_id`` from ``pending`` to its final status
+    (``values`` hold ``status``, ``completed_at`` …) and return the updated row,
+    or ``None`` when it is no longer pending (another process finalised it)."""
+    rows = _finalise_pending(session, Transaction.id == transaction_id, values)
+    return rows[0] if rows else None
+
+
+def finalise_pending_before(
+    session: Session, cutoff: datetime, values: Mapping[str, Any]
+) -> list[Transaction]:
+    """Finalise every attempt still ``pending`` that was created before ``cutoff``."""
+    return _finalise_pending(session, Transaction.created_at < cutoff, values)
+
+
+def _finalise_pending(
+    session: Session, condition: ColumnElement[bool], values: Mapping[str, Any]
+) -> list[Transaction]:
+    # "AND status = 'pending'" makes the move happen once: of two concurrent
+    # updates, the second re-checks the row after the first commits and skips it.
+    statement = (
+        update(Transaction)
+        .where(condition, Transaction.status == TransactionStatus.PENDING.value)
+        .values(**values)
+        .returning(Transaction)
+    )
+    return list(session.scalars(statement, execution_options={"synchronize_session": False}).all())

@@ -1,0 +1,89 @@
+"""Schemas of ``POST /stocks/{symbol}/buy``: the request (path, header, body) and the
+transaction it answers with."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from service.models import TransactionStatus
+from service.schemas.fields import FullMatch, Money, UserId
+
+SYMBOL_PATTERN = r"^[A-Z0-9.-]{1,10}$"
+PRICE_PLACES = 6
+MAX_QUANTITY = 1_000_000
+# price × MAX_QUANTITY must fit the ledger's NUMERIC(20, 6), i.e. stay below 10^14.
+MAX_PRICE = Decimal(10**8)
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class SymbolPathSchema(Schema):
+    symbol = fields.String(
+        required=True,
+        validate=FullMatch(SYMBOL_PATTERN, error="Must be 1–10 of A-Z 0-9 . -."),
+        metadata={"description": "The stock symbol; case does not matter.", "example": "AAPL"},
+    )
+
+    @pre_load
+    def upper_case(self, data: Any, **_kwargs: Any) -> Any:
+        symbol = data.get("symbol")
+        return {**data, "symbol": symbol.upper()} if isinstance(symbol, str) else data
+
+
+class IdempotencyHeaderSchema(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX_LENGTH),
+        metadata={
+            "description": "Makes the buy safe to retry: the same key (per user) with the "
+            "same body answers with the first response and buys nothing more.",
+            "example": "4f1c2a7e-order-17",
+        },
+    )
+
+
+def _at_most_six_decimals(value: Decimal) -> None:
+    if value.normalize().as_tuple().exponent < -PRICE_PLACES:  # type: ignore[operator]
+        raise ValidationError(f"At most {PRICE_PLACES} decimals.")
+
+
+class BuyRequestSchema(Schema):
+    user_id = UserId(required=True, data_key="userId")
+    price = fields.Decimal(
+        required=True,
+        validate=[
+            validate.Range(min=0, min_inclusive=False, max=MAX_PRICE, max_inclusive=False),
+            _at_most_six_decimals,
+        ],
+        metadata={
+            "description": "The price per share the buyer expects: a JSON number or a "
+            f"decimal string, > 0, at most {PRICE_PLACES} decimals. It must lie within "
+            "PRICE_TOLERANCE of the market price.",
+            "example": "220.67",
+        },
+    )
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
+    )
+
+
+class TransactionSchema(Schema):
+    """A buy attempt as recorded in the ledger."""
+
+    id = fields.Integer(metadata={"description": "The ledger id of the attempt."})
+    user_id = fields.String(data_key="userId")
+    symbol = fields.String()
+    quantity = fields.Integer()
+    requested_price = Money(data_key="requestedPrice")
+    market_price = Money(
+        data_key="marketPrice", metadata={"description": "The price checked against."}
+    )
+    executed_price = Money(
+        data_key="executedPrice", metadata={"description": "The vendor's execution price."}
+    )
+    total = Money(metadata={"description": "What the vendor charged."})
+    status = fields.String(metadata={"enum": [status.value for status in TransactionStatus]})
+    created_at = fields.DateTime(data_key="createdAt")
+    completed_at = fields.DateTime(data_key="completedAt")

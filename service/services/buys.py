@@ -1,0 +1,374 @@
+"""Buying stocks (``POST /stocks/{symbol}/buy``, DESIGN §4): a ledger that loses
+nothing and never buys twice.
+
+A buy runs in three steps, and only the middle one talks to the vendor:
+
+1. *claim* — the attempt is inserted as ``pending`` and committed before anything
+   else. With an ``Idempotency-Key`` the unique ``(user_id, idempotency_key)``
+   constraint lets exactly one of concurrent requests claim it; the others get
+   the first answer replayed, or 409 (still running) / 422 (other body).
+2. *trade* — market price, tolerance check, order; no database transaction is
+   open meanwhile. An order is sent again only when the vendor cannot have
+   executed it (a 5xx, or a request that never left); one whose answer was
+   lost ends ``unknown`` and is never resent.
+3. *finish* — one database transaction moves the row from ``pending`` to its
+   final status (``UPDATE … WHERE status = 'pending'``: exactly once), adds it
+   to the day's summary and, on success, to the holding; then the portfolio
+   cache is invalidated.
+
+The HTTP answer is derived from the final row by :func:`result_of`, which also
+answers replays, so a replay is identical to the first answer by construction.
+A worker killed between steps 1 and 3 leaves a ``pending`` row behind;
+:func:`finalise_abandoned` ends such rows as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from service.config import current_settings
+from service.errors import (
+    CircuitOpen,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    OrderOutcomeUnknown,
+    PriceOutOfTolerance,
+    ServiceError,
+    UnknownSymbol,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
+from service.extensions import db
+from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
+from service.models import Transaction, TransactionStatus
+from service.models.base import utcnow
+from service.repositories import portfolios as portfolios_repository
+from service.repositories import summaries, transactions
+from service.schemas.fields import money_text
+from service.services import portfolios
+from service.services.stocks import market_price
+from service.vendor.client import VendorOrder, vendor_client
+
+log = logging.getLogger(__name__)
+
+PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
+INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
+INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
+VENDOR_MESSAGE_MAX_LENGTH = 1000
+# Vendor 4xx answers that blame the service's own credentials, not the buyer's request.
+_CREDENTIAL_STATUSES = (401, 403)
+
+
+def buy(
+    *,
+    user_id: str,
+    symbol: str,
+    price: Decimal,
+    quantity: int,
+    idempotency_key: str | None = None,
+) -> Transaction:
+    """Buy ``quantity`` shares of ``symbol`` for ``user_id`` at ``price``.
+
+    Every call that claims an attempt leaves exactly one ledger row with a
+    final status; a repeated ``idempotency_key`` claims nothing and sends no
+    order.
+
+    :returns: the succeeded transaction (or the replayed one).
+    :raises IdempotencyKeyReused: the key was used before with another body;
+    :raises IdempotencyKeyInUse: the key's first request has not finished;
+    :raises ServiceError: the attempt's final status when it did not succeed,
+        as :func:`result_of` describes it.
+    """
+    session = db.session()
+    fingerprint = request_fingerprint(user_id, symbol, price, quantity)
+    transaction_id = transactions.claim(
+        session,
+        {
+            "user_id": user_id,
+            "symbol": symbol,
+            "quantity": quantity,
+            "requested_price": price,
+            "idempotency_key": idempotency_key,
+            "request_fingerprint": fingerprint,
+        },
+    )
+    if transaction_id is None:
+        assert idempotency_key is not None  # only a repeated key stops a claim
+        return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint))
+    session.commit()
+    try:
+        outcome = _trade(symbol, price, quantity)
+    except Exception:
+        # The order may have been sent: record that we cannot tell.
+        log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
+        outcome = _Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
+    return result_of(_finish(transaction_id, outcome))
+
+
+def result_of(transaction: Transaction) -> Transaction:
+    """The answer to the buy recorded as ``transaction`` (a final row).
+
+    :returns: ``transaction`` when it succeeded;
+    :raises PriceOutOfTolerance: ``rejected`` (422, market price and band in details);
+    :raises UnknownSymbol: ``failed``, the vendor does not list the symbol (404);
+    :raises VendorRejected: ``failed``, the vendor refused the order (its 4xx and message);
+    :raises VendorUnavailable: ``failed``, the vendor failed even after retries (502);
+    :raises CircuitOpen: ``failed``, the circuit was open (503 with ``Retry-After``);
+    :raises OrderOutcomeUnknown: ``unknown``, the order may have been executed (502).
+    """
+    if transaction.status == TransactionStatus.SUCCEEDED:
+        return transaction
+    raise _error_of(transaction)
+
+
+def finalise_abandoned(older_than: timedelta) -> int:
+    """End attempts left ``pending`` for longer than ``older_than`` (their worker
+    died) as ``unknown`` with reason ``interrupted``, updating the daily summaries.
+
+    ``older_than`` must exceed the longest a buy can take (the gunicorn request
+    timeout), or a live buy would lose its result. Safe to run concurrently with
+    buys and with itself: each row leaves ``pending`` once.
+
+    :returns: how many attempts it finalised.
+    """
+    session = db.session()
+    now = utcnow()
+    abandoned = _Outcome(TransactionStatus.UNKNOWN, INTERRUPTED)
+    rows = transactions.finalise_pending_before(
+        session, now - older_than, abandoned.ledger_values(now)
+    )
+    for row in rows:
+        summaries.add_final(session, row)
+    ids = [row.id for row in rows]  # read before the commit expires the rows
+    session.commit()
+    if ids:
+        BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
+        log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
+    return len(ids)
+
+
+def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int) -> str:
+    """SHA-256 of the canonical request: equal for equal requests however the
+    price was written (``98.5``, ``"98.50"``)."""
+    canonical = json.dumps(
+        {
+            "userId": user_id,
+            "symbol": symbol,
+            "price": format(price.normalize(), "f"),
+            "quantity": quantity,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
+    """The lowest and highest price (both accepted) for a ``market`` price."""
+    return market * (1 - tolerance), market * (1 + tolerance)
+
+
+# --- the steps ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How an attempt ended, as it goes into the ledger."""
+
+    status: TransactionStatus
+    reason: str | None = None
+    market_price: Decimal | None = None
+    order: VendorOrder | None = None
+    vendor_status: int | None = None
+    vendor_message: str | None = None
+    attempts: int = 0
+
+    def ledger_values(self, now: datetime) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "market_price": self.market_price,
+            "executed_price": self.order.price if self.order else None,
+            "total": self.order.total if self.order else None,
+            "vendor_status": self.vendor_status,
+            "vendor_message": self.vendor_message,
+            "attempts": self.attempts,
+            "completed_at": now,
+        }
+
+
+def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Transaction:
+    earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
+    if earlier.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(details={"transactionId": earlier.id})
+    if earlier.status == TransactionStatus.PENDING:
+        raise IdempotencyKeyInUse(details={"transactionId": earlier.id}, retry_after=1)
+    return earlier
+
+
+def _trade(symbol: str, price: Decimal, quantity: int) -> _Outcome:
+    """Check the price against the market and place the order (no database use)."""
+    try:
+        quote = market_price(symbol)
+    except VendorError as exc:
+        return _failure(exc, order_sent=False)
+    low, high = price_band(quote.price, current_settings().price_tolerance)
+    if not low <= price <= high:
+        PRICE_CHECK_REJECTIONS.inc()
+        return _Outcome(
+            TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price
+        )
+    order = _Order(symbol, price, quantity)
+    try:
+        placed = order.place()
+    except VendorError as exc:
+        failure = _failure(exc, order_sent=True)
+        return replace(failure, market_price=quote.price, attempts=order.attempts)
+    return _Outcome(
+        TransactionStatus.SUCCEEDED,
+        market_price=quote.price,
+        order=placed,
+        vendor_status=200,
+        attempts=order.attempts,
+    )
+
+
+class _Order:
+    """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe."""
+
+    def __init__(self, symbol: str, price: Decimal, quantity: int) -> None:
+        self.symbol = symbol
+        self.price = price
+        self.quantity = quantity
+        self.attempts = 0  # calls that got past the circuit breaker
+
+    def place(self) -> VendorOrder:
+        """:raises VendorError: the last attempt's error."""
+        delays = current_settings().vendor_retry_delays
+
+        def wait(state: RetryCallState) -> float:
+            # tenacity asks for the wait before it checks the stop condition
+            return delays[state.attempt_number - 1] if state.attempt_number <= len(delays) else 0
+
+        retrying = Retrying(
+            # 5xx or never sent: the vendor executed nothing. A lost answer, a
+            # timeout or a 4xx is final; an open circuit fails at once.
+            retry=retry_if_exception(lambda exc: isinstance(exc, VendorError) and exc.retriable),
+            stop=stop_after_attempt(len(delays) + 1),
+            wait=wait,
+            reraise=True,
+        )
+        return retrying(self._attempt)
+
+    def _attempt(self) -> VendorOrder:
+        outcome = "ok"
+        try:
+            return vendor_client().place_order(self.symbol, self.price, self.quantity)
+        except VendorError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            if outcome != CircuitOpen.code:
+                self.attempts += 1
+                BUY_VENDOR_ATTEMPTS.labels(outcome).inc()
+
+
+def _failure(exc: VendorError, *, order_sent: bool) -> _Outcome:
+    """The final status and reason of an attempt the vendor failed.
+
+    ``order_sent``: the error came from placing the order (else from the price look-up).
+    """
+    if isinstance(exc, UnknownSymbol | CircuitOpen) or (
+        order_sent and isinstance(exc, VendorRejected)
+    ):
+        status, reason = TransactionStatus.FAILED, exc.code
+    elif order_sent and exc.request_sent and not exc.retriable:
+        status, reason = TransactionStatus.UNKNOWN, exc.code  # timeout, lost answer …
+    else:
+        status, reason = TransactionStatus.FAILED, VendorUnavailable.code
+    return _Outcome(
+        status,
+        reason,
+        vendor_status=exc.vendor_status,
+        vendor_message=exc.message[:VENDOR_MESSAGE_MAX_LENGTH],
+    )
+
+
+def _finish(transaction_id: int, outcome: _Outcome) -> Transaction:
+    """Write the outcome (ledger row, summary, holding) in one database transaction."""
+    session = db.session()
+    row = transactions.finalise(session, transaction_id, outcome.ledger_values(utcnow()))
+    if row is None:
+        # finalise_abandoned got there first; its status stands and is reported.
+        session.rollback()
+        log.error(
+            "buy finished after its attempt had been finalised as abandoned",
+            extra={"transaction_id": transaction_id, "outcome": repr(outcome)},
+        )
+        return session.get_one(Transaction, transaction_id)
+    if outcome.order is not None:
+        portfolio_id = portfolios_repository.ensure_portfolio(session, row.user_id)
+        portfolios_repository.add_to_holding(
+            session, portfolio_id, row.symbol, row.quantity, outcome.order.total
+        )
+    summaries.add_final(session, row)
+    session.expunge(row)  # keeps the values just written readable after commit, unrefreshed
+    session.commit()
+    BUYS.labels(row.status, row.reason or "").inc()
+    if outcome.order is not None:
+        portfolios.invalidate(row.user_id)
+    return row
+
+
+def _error_of(transaction: Transaction) -> ServiceError:
+    details: dict[str, Any] = {
+        "transactionId": transaction.id,
+        "status": transaction.status,
+        "reason": transaction.reason,
+    }
+    if transaction.status == TransactionStatus.REJECTED:
+        return _out_of_tolerance(transaction, details)
+    if transaction.status == TransactionStatus.UNKNOWN:
+        return OrderOutcomeUnknown(details=details)
+    if transaction.reason == UnknownSymbol.code:
+        return UnknownSymbol(
+            f"No stock {transaction.symbol} is listed by the market vendor.", details=details
+        )
+    if transaction.reason == CircuitOpen.code:
+        return CircuitOpen(details=details, retry_after=vendor_client().circuit_retry_after())
+    details.update(vendorStatus=transaction.vendor_status, vendorMessage=transaction.vendor_message)
+    if (
+        transaction.reason == VendorRejected.code
+        and transaction.vendor_status not in _CREDENTIAL_STATUSES
+    ):
+        return VendorRejected(
+            transaction.vendor_message, vendor_status=transaction.vendor_status, details=details
+        )
+    return VendorUnavailable(details=details)
+
+
+def _out_of_tolerance(transaction: Transaction, details: dict[str, Any]) -> PriceOutOfTolerance:
+    assert transaction.market_price is not None  # a rejection is decided on a market price
+    tolerance = current_settings().price_tolerance
+    low, high = price_band(transaction.market_price, tolerance)
+    return PriceOutOfTolerance(
+        f"The price {money_text(transaction.requested_price)} is not within {tolerance:%} "
+        f"of the market price {money_text(transaction.market_price)}.",
+        details={
+            **details,
+            "requestedPrice": money_text(transaction.requested_price),
+            "marketPrice": money_text(transaction.market_price),
+            "minPrice": money_text(low),
+            "maxPrice": money_text(high),
+            "tolerance": str(tolerance),
+        },
+    )

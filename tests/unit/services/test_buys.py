@@ -1,0 +1,109 @@
+"""The buy service: abandoned attempts, unexpected errors, fingerprints and the price band."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from flask import Flask
+from sqlalchemy import update
+
+from service.errors import OrderOutcomeUnknown
+from service.extensions import db
+from service.models import Transaction
+from service.models.base import utcnow
+from service.services import buys
+from service.services.stocks import Quote
+from service.vendor.simulator import Simulator
+from tests.buys_support import claim, holdings, ledger, summaries
+
+
+def _pending(user_id: str = "alice", *, age: timedelta) -> int:
+    """A committed pending attempt created ``age`` ago."""
+    session = db.session()
+    transaction_id = claim(user_id=user_id)
+    assert transaction_id is not None
+    session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id)
+        .values(created_at=utcnow() - age)
+    )
+    session.commit()
+    return transaction_id
+
+
+def test_abandoned_attempts_end_unknown_once_and_are_summarised(app: Flask) -> None:
+    old = _pending(age=timedelta(minutes=30))
+    young = _pending(age=timedelta(seconds=5))
+
+    assert buys.finalise_abandoned(timedelta(minutes=10)) == 1
+    assert buys.finalise_abandoned(timedelta(minutes=10)) == 0
+
+    by_id = {row.id: row for row in ledger()}
+    assert (by_id[old].status, by_id[old].reason) == ("unknown", "interrupted")
+    assert by_id[old].completed_at is not None
+    assert by_id[young].status == "pending"
+    summary = summaries()[("unknown", "interrupted", "AAPL")]
+    assert (summary.count, summary.quantity, summary.amount) == (1, 2, Decimal("21"))
+
+
+def test_a_buy_finishing_after_its_attempt_was_abandoned_keeps_the_first_final_status(
+    app: Flask, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_market_price = buys.market_price
+
+    def slow_market_price(symbol: str) -> Quote:
+        # Meanwhile, another process (the report job) finalises every pending row.
+        def janitor() -> None:
+            with app.app_context():
+                buys.finalise_abandoned(timedelta(0))
+
+        thread = threading.Thread(target=janitor)
+        thread.start()
+        thread.join()
+        return real_market_price(symbol)
+
+    monkeypatch.setattr(buys, "market_price", slow_market_price)
+    with pytest.raises(OrderOutcomeUnknown):
+        buys.buy(user_id="alice", symbol="AAPL", price=simulator.price("AAPL"), quantity=1)
+
+    (row,) = ledger()
+    assert (row.status, row.reason) == ("unknown", "interrupted")
+    assert len(simulator.orders()) == 1  # executed: the report shows it as unknown
+    assert holdings() == {}
+    assert [key[:2] for key in summaries()] == [("unknown", "interrupted")]
+
+
+def test_an_unexpected_error_while_trading_still_ends_the_attempt(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(symbol: str) -> Quote:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(buys, "market_price", broken)
+    with pytest.raises(OrderOutcomeUnknown) as raised:
+        buys.buy(user_id="alice", symbol="AAPL", price=Decimal(1), quantity=1)
+
+    (row,) = ledger()
+    assert (row.status, row.reason) == ("unknown", "internal_error")
+    assert raised.value.details["transactionId"] == row.id
+    assert summaries()[("unknown", "internal_error", "AAPL")].count == 1
+
+
+def test_the_fingerprint_ignores_how_the_price_is_written() -> None:
+    same = {
+        buys.request_fingerprint("alice", "AAPL", Decimal(price), 2)
+        for price in ("98.5", "98.50", "98.500000")
+    }
+    assert len(same) == 1
+    assert buys.request_fingerprint("alice", "AAPL", Decimal("98.51"), 2) not in same
+    assert buys.request_fingerprint("bob", "AAPL", Decimal("98.5"), 2) not in same
+
+
+def test_the_price_band_is_exact() -> None:
+    assert buys.price_band(Decimal("0.25"), Decimal("0.02")) == (
+        Decimal("0.245"),
+        Decimal("0.255"),
+    )
