@@ -22,18 +22,22 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
 
+from service.config import normalise_database_url
 from service.vendor.simulator import SIMULATOR_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL",
-    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+DEFAULT_DATABASE_URL = normalise_database_url(
+    os.environ.get(
+        "BENCH_DATABASE_URL",
+        os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
 )
 DEFAULT_REDIS_URL = os.environ.get(
     "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -179,6 +183,16 @@ def simulator_admin(url: str, path: str, payload: Mapping[str, Any] | None = Non
         response = requests.post(url + path, json=payload, headers=headers, timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+def vendor_quotes(vendor_url: str) -> list[tuple[str, str]]:
+    """Symbol and price (exact decimal text) of each stock on the simulator's first page."""
+    response = requests.get(
+        vendor_url + "/stocks", headers={"x-api-key": SIMULATOR_API_KEY}, timeout=10
+    )
+    response.raise_for_status()
+    items = json.loads(response.text, parse_float=Decimal)["data"]["items"]
+    return [(item["symbol"], str(item["price"])) for item in items]
 
 
 @dataclass(frozen=True)
@@ -339,8 +353,9 @@ def load(
     headers_for: Callable[[int], Mapping[str, str]] | None = None,
     rate_per_second: float | None = None,
 ) -> LoadResult:
-    """Send ``total`` requests cycling through ``paths`` (and ``bodies``, JSON)
-    from ``concurrency`` threads, each on its own keep-alive connection.
+    """Send ``total`` requests cycling through ``paths`` (and ``bodies``: JSON
+    values, or strings already encoded) from ``concurrency`` threads, each on
+    its own keep-alive connection.
 
     ``headers_for(index)`` adds headers to request ``index`` (e.g. an
     ``Idempotency-Key``). ``rate_per_second`` paces the whole run (open
@@ -373,7 +388,8 @@ def load(
             if headers_for is not None:
                 request_headers.update(headers_for(index))
             if bodies is not None:
-                body = json.dumps(bodies[index % len(bodies)])
+                body = bodies[index % len(bodies)]
+                body = body if isinstance(body, str) else json.dumps(body)
                 request_headers["Content-Type"] = "application/json"
             sent = time.perf_counter()
             try:

@@ -21,7 +21,14 @@ import time
 import traceback
 from collections.abc import Callable
 
-from tests.bench import bench_listing, bench_listing_vendor_calls, bench_tokens
+from tests.bench import (
+    bench_buys,
+    bench_limits,
+    bench_listing,
+    bench_listing_vendor_calls,
+    bench_report,
+    bench_tokens,
+)
 from tests.bench.harness import (
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
@@ -32,11 +39,15 @@ from tests.bench.harness import (
 )
 
 Benchmark = Callable[[bool], list[Goal]]
+"""Prints its tables and returns its figures; the argument is ``--quick``."""
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "listing": bench_listing.bench,
-    "vendor": bench_listing_vendor_calls.bench,
-    "tokens": bench_tokens.bench,
+BENCHMARKS: dict[str, tuple[Benchmark, ...]] = {
+    "listing": (bench_listing.bench,),
+    "vendor": (bench_listing_vendor_calls.bench, bench_buys.bench_vendor_calls),
+    "buys": (bench_buys.bench,),
+    "report": (bench_report.bench,),
+    "tokens": (bench_tokens.bench,),
+    "limits": (bench_limits.bench,),
 }
 
 
@@ -73,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         began = time.perf_counter()
         try:
-            goals += BENCHMARKS[name](args.quick)
+            for benchmark in BENCHMARKS[name]:
+                goals += benchmark(args.quick)
         except Exception:
             failed.append(name)
             print(f"\n### {name}: could not measure\n\n```\n{traceback.format_exc()}```")

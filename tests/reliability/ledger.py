@@ -5,8 +5,8 @@ order the vendor executed can be traced back to the one attempt that sent it
 (the vendor knows nothing of our keys). The invariants, checked against
 PostgreSQL and the simulator once the traffic has settled:
 
-- an attempt that got an answer other than a 5xx has exactly one ledger row;
-  an attempt without a row was never sent to the vendor;
+- an attempt that got an answer other than a 5xx or a 429 has exactly one
+  ledger row; an attempt without a row was never sent to the vendor;
 - no row is left ``pending``; a ``201`` was given exactly for ``succeeded`` rows;
 - one vendor order at most per idempotency key;
 - vendor orders = the succeeded attempts + a subset of the ``unknown`` ones;
@@ -21,15 +21,13 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 
 from service.app import create_app
 from service.config import Settings
 from service.extensions import db
 from service.services.buys import finalise_abandoned
-from service.vendor.simulator import SIMULATOR_API_KEY
-from tests.bench.harness import LoadResult, load
+from tests.bench.harness import LoadResult, load, vendor_quotes
 from tests.reliability.rig import Rig
 
 USERS = 3
@@ -59,11 +57,7 @@ class Attempt:
 def plan(rig: Rig, count: int, first: int = 1) -> list[Attempt]:
     """``count`` attempts at the vendor's current prices, quantities ``first``,
     ``first + 1`` …, spread over a few users and symbols."""
-    response = requests.get(
-        rig.vendor_url + "/stocks", headers={"x-api-key": SIMULATOR_API_KEY}, timeout=10
-    )
-    response.raise_for_status()
-    quotes = [(item["symbol"], str(item["price"])) for item in response.json()["data"]["items"]]
+    quotes = vendor_quotes(rig.vendor_url)
     attempts = []
     for index in range(count):
         symbol, price = quotes[index % SYMBOLS]
@@ -149,7 +143,8 @@ def assert_invariants(
         found = by_key.pop(attempt.key, [])
         assert len(found) <= 1, f"{attempt.key}: {len(found)} ledger rows"
         if not found:
-            assert answer is None or answer >= 500, f"{attempt.key}: {answer} and no ledger row"
+            refused = answer is None or answer == 429 or answer >= 500
+            assert refused, f"{attempt.key}: answered {answer} but has no ledger row"
             assert orders[attempt.quantity] == 0, f"{attempt.key}: an order but no ledger row"
             statuses["no row"] += 1
             continue

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,3 +54,12 @@ class Rig:
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
+
+
+@contextmanager
+def in_background(work: Callable[[], Any]) -> Iterator[Future[Any]]:
+    """Run ``work`` in a thread for the block; its result is waited for on exit."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(work)
+        yield future
+        future.result()

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from tests.bench.harness import load
 from tests.reliability.ledger import assert_invariants, plan, replay, send, settle
-from tests.reliability.rig import Rig
+from tests.reliability.rig import Rig, in_background
 
 ATTEMPTS = 60
 
@@ -37,15 +34,6 @@ def _report(
 
 def _statuses(answers: dict[str, int | None]) -> set[int | None]:
     return set(answers.values())
-
-
-@contextmanager
-def _in_background(work: Callable[[], Any]) -> Iterator[Future[Any]]:
-    """Run ``work`` in a thread for the block; its result is waited for on exit."""
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(work)
-        yield future
-        future.result()
 
 
 def test_vendor_5xx_storm(rig: Rig) -> None:
@@ -116,7 +104,7 @@ def test_redis_stopped_and_restarted(rig: Rig) -> None:
     def browse() -> None:
         listing.append(load(rig.url, ["/stocks", "/stocks?search=a"], total=80, rate_per_second=20))
 
-    with _in_background(browse), _in_background(lambda: send(rig, attempts, rate=20)) as buying:
+    with in_background(browse), in_background(lambda: send(rig, attempts, rate=20)) as buying:
         time.sleep(1)
         rig.redis.stop()
         degraded = rig.get("/readyz")
@@ -134,7 +122,7 @@ def test_redis_stopped_and_restarted(rig: Rig) -> None:
 
 def test_database_cut_during_traffic(rig: Rig) -> None:
     attempts = plan(rig, 80)
-    with _in_background(lambda: send(rig, attempts, rate=20)) as buying:
+    with in_background(lambda: send(rig, attempts, rate=20)) as buying:
         time.sleep(1)
         rig.database_proxy.cut()
         time.sleep(0.3)
