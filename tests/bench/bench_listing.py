@@ -7,12 +7,30 @@ service has its page cache warm and both global limits configured but set
 high, so every request goes through the limiter and the cache and none is
 refused. Goal: the service serves at least 50 % of bare Flask's rate.
 
+A second table says where the service's time goes: the CPU time of one cached
+request in-process (WSGI test client, best of several runs), whole and by
+part, with the limits on and off, beside bare Flask's.
+
     python -m tests.bench.run --only listing [--quick]
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+
+from service.app import create_app
+from service.config import Settings
+from service.extensions import redis_store
+from service.schemas.stocks import StockListingSchema
+from service.services import stocks
+from service.vendor.simulator import Simulator, SimulatorConfig, serve
+from tests.bench import bare_app
 from tests.bench.harness import (
+    DEFAULT_REDIS_URL,
+    HIGH_CONCURRENCY_LIMIT,
+    HIGH_RATE_LIMIT,
     BenchmarkError,
     Goal,
     LoadResult,
@@ -67,6 +85,7 @@ def bench(quick: bool = False) -> list[Goal]:
         ]
         + [["service / bare Flask", "", f"{ratio:.0%}", "", "", f"{cpu_ratio:.0%} (inverse)"]],
     )
+    breakdown(quick)
     return [
         Goal(
             "listing",
@@ -87,3 +106,68 @@ def bench(quick: bool = False) -> list[Goal]:
             f"(bare {bare_result.p50:.1f} / {bare_result.p99:.1f} ms)",
         ),
     ]
+
+
+def breakdown(quick: bool = False) -> None:
+    """Print the CPU time of one cached ``GET /stocks`` in-process, by part."""
+    repeat = 100 if quick else 300
+    flush_redis()
+    with serve(Simulator(SimulatorConfig())) as vendor:
+        apps = {
+            enabled: create_app(
+                Settings.from_env(
+                    {},
+                    database_url="sqlite://",
+                    redis_url=DEFAULT_REDIS_URL,
+                    vendor_base_url=vendor.url,
+                    rate_limit=HIGH_RATE_LIMIT,
+                    max_concurrent_requests=HIGH_CONCURRENCY_LIMIT,
+                    rate_limit_enabled=enabled,
+                    log_level="WARNING",
+                )
+            )
+            for enabled in (True, False)
+        }
+        clients = {enabled: app.test_client() for enabled, app in apps.items()}
+        bare = bare_app.app.test_client()
+        for client in clients.values():
+            for _ in range(5):
+                client.get("/stocks").close()  # the cache, the next page, the scripts
+        with apps[False].test_request_context("/stocks"):
+            listing = stocks.list_stocks()
+            schema = StockListingSchema()
+            raw = redis_store.client.get(stocks.page_key(None))
+            assert raw is not None
+            parts: list[tuple[str, Callable[[], object]]] = [
+                ("bare Flask, the same JSON", lambda: bare.get("/stocks").close()),
+                (
+                    "service GET /healthz (request id, metrics; never limited)",
+                    lambda: clients[True].get("/healthz").close(),
+                ),
+                ("service, limits off", lambda: clients[False].get("/stocks").close()),
+                ("service, limits on", lambda: clients[True].get("/stocks").close()),
+                ("— of which: dumping 25 items (marshmallow)", lambda: schema.dump(listing)),
+                ("— reading the page from Redis and parsing it", lambda: stocks._read_page(None)),
+                (
+                    "— parsing it alone (JSON, Decimal, datetime)",
+                    lambda: stocks.CachedPage.from_json(json.loads(raw)),
+                ),
+                ("— one Redis round trip (PING), client side", redis_store.client.ping),
+            ]
+            rows = [[label, _cpu_ms(action, repeat)] for label, action in parts]
+    print_table(
+        "Where a cached GET /stocks spends its CPU (in-process, WSGI test client, best of 5)",
+        ["part", "CPU ms per request"],
+        rows,
+    )
+
+
+def _cpu_ms(action: Callable[[], object], repeat: int) -> float:
+    """CPU milliseconds of one ``action``: the best of five runs of ``repeat``."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(repeat):
+            action()
+        best = min(best, (time.process_time() - started) / repeat)
+    return best * 1000
