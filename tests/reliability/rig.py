@@ -14,9 +14,12 @@ from tests.bench.harness import RedisServer, ServerProcess, simulator_admin
 from tests.reliability.proxy import TcpProxy
 
 # The service's settings under test: short vendor timeouts and retry waits so
-# that faults play out in seconds, a circuit that closes again quickly, and no
-# request limits unless a test sets them.
+# that faults play out in seconds, a circuit that closes again quickly, no
+# request limits unless a test sets them, and quotes that stay fresh as long
+# as the simulator's prices hold still (a day), so a buy's one vendor call is
+# its order once the quotes are cached.
 SERVICE_ENV = {
+    "CACHE_TTL_SECONDS": "86400",
     "VENDOR_TIMEOUT_SECONDS": "0.5",
     "VENDOR_RETRY_DELAYS": "0.05,0.1",
     "VENDOR_CIRCUIT_FAIL_MAX": "5",
