@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-import sqlalchemy as sa
 
 from service.app import create_app
 from service.config import Settings
@@ -36,6 +35,7 @@ from tests.bench.harness import (
     BenchmarkError,
     Goal,
     LoadResult,
+    empty_ledger,
     flush_redis,
     gunicorn_process,
     load,
@@ -45,7 +45,6 @@ from tests.bench.harness import (
     simulator_process,
     vendor_quotes,
 )
-from tests.conftest import LEDGER_TABLES
 
 GOAL_P99_MS = 20.0
 VENDOR_LATENCY = 0.02
@@ -59,7 +58,7 @@ def bench(quick: bool = False) -> list[Goal]:
     return the one-client p99 against the goal."""
     count = 150 if quick else 400
     flush_redis()
-    _empty_ledger()
+    empty_ledger()
     rows: list[list[Any]] = []
     own: dict[int, LoadResult] = {}
     with simulator_process(latency=VENDOR_LATENCY, reprice_seconds=DAY) as vendor:
@@ -134,7 +133,7 @@ def bench_vendor_calls(quick: bool = False) -> list[Goal]:
     """Count the vendor calls of one buy in the three states of the cache."""
     symbols_per_state = 5 if quick else 10
     flush_redis()
-    _empty_ledger()
+    empty_ledger()
     config = SimulatorConfig(stocks=WALK_PAGES * 25, page_size=25, reprice_seconds=DAY)
     with serve(Simulator(config)) as server:
         simulator = server.simulator
@@ -223,12 +222,3 @@ def _buys(
         headers=headers,
         headers_for=(lambda index: {"Idempotency-Key": f"{key}-{index}"}) if key else None,
     )
-
-
-def _empty_ledger() -> None:
-    engine = sa.create_engine(DEFAULT_DATABASE_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()

@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 import requests
+import sqlalchemy
 
 from service.config import normalise_database_url
 from service.vendor.simulator import SIMULATOR_API_KEY
@@ -106,6 +107,20 @@ def migrate_database(url: str = DEFAULT_DATABASE_URL) -> None:
     with app.app_context():
         upgrade()
         db.engine.dispose()
+
+
+def empty_ledger(url: str = DEFAULT_DATABASE_URL) -> None:
+    """Empty every table of the service's models (ledger, holdings, summaries …)."""
+    import service.models  # noqa: F401 (registers every table)
+    from service.models.base import Base
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+            conn.execute(sqlalchemy.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
 
 
 def service_env(vendor_url: str, **overrides: str) -> dict[str, str]:

@@ -17,11 +17,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from tests.bench.harness import RedisServer, gunicorn_process, simulator_admin, simulator_process
-from tests.conftest import LEDGER_TABLES
+from tests.bench.harness import (
+    RedisServer,
+    empty_ledger,
+    gunicorn_process,
+    simulator_admin,
+    simulator_process,
+)
 from tests.reliability.proxy import TcpProxy
 from tests.reliability.rig import SERVICE_ENV, Rig
 
@@ -45,7 +49,7 @@ def vendor() -> Iterator[str]:
 def make_rig(database_url: str, vendor: str) -> Iterator[Callable[..., Rig]]:
     """Start the rig with ``make_rig(**env)`` (variables on top of ``SERVICE_ENV``)."""
     simulator_admin(vendor, "/_sim/reset", {})
-    _truncate(database_url)
+    empty_ledger(database_url)
     database = make_url(database_url)
     vendor_port = int(vendor.rsplit(":", 1)[1])
     with ExitStack() as stack:
@@ -71,19 +75,10 @@ def make_rig(database_url: str, vendor: str) -> Iterator[Callable[..., Rig]]:
             return Rig(service, vendor, vendor_proxy, database_proxy, redis_server, database_url)
 
         yield start
-    _truncate(database_url)
+    empty_ledger(database_url)
 
 
 @pytest.fixture
 def rig(make_rig: Callable[..., Rig]) -> Rig:
     """The rig with the default settings of the suite."""
     return make_rig()
-
-
-def _truncate(database_url: str) -> None:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
