@@ -51,10 +51,6 @@ class Rig:
         orders: list[dict[str, Any]] = simulator_admin(self.vendor_url, "/_sim/orders")["orders"]
         return orders
 
-    def vendor_requests(self) -> dict[str, int]:
-        stats: dict[str, int] = simulator_admin(self.vendor_url, "/_sim/stats")["requests"]
-        return stats
-
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
 
