@@ -7,6 +7,8 @@ PORT ?= 8000
 VENDOR_PORT ?= 8099
 export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+export BENCH_DATABASE_URL ?= $(TEST_DATABASE_URL)
+export BENCH_REDIS_URL ?= $(TEST_REDIS_URL)
 APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' chart/Chart.yaml)
 IMAGE ?= stock-trading:$(APP_VERSION)
 
@@ -44,6 +46,12 @@ test: lint ## the whole suite on PostgreSQL and Redis (TEST_DATABASE_URL, TEST_R
 
 unit: $(BIN)/.dev ## the suite without the linters
 	$(BIN)/pytest
+
+bench: $(BIN)/.dev ## benchmarks, figures as Markdown (BENCH_DATABASE_URL, BENCH_REDIS_URL; ONLY=name, QUICK=1)
+	$(BIN)/python -m tests.bench.run $(addprefix --only ,$(ONLY)) $(if $(QUICK),--quick)
+
+test-reliability: $(BIN)/.dev ## fault injection, fuzzing and load against real gunicorn, PostgreSQL and Redis
+	$(BIN)/pytest tests/reliability
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t $(IMAGE) .

@@ -14,7 +14,7 @@ blp = Blueprint("stocks", __name__, url_prefix="/stocks", description="Stocks an
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(StockQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(StockQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, StockListingSchema)
 @blp.alt_response(503, schema=ErrorSchema, description="The vendor failed and nothing is cached.")
 def list_stocks(**query: Any) -> StockListing:

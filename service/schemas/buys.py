@@ -61,7 +61,12 @@ class BuyRequestSchema(Schema):
             "description": "The price per share the buyer expects: a JSON number or a "
             f"decimal string, > 0, at most {PRICE_PLACES} decimals. It must lie within "
             "PRICE_TOLERANCE of the market price.",
-            "example": "220.67",
+            # Numbers, not the Decimals apispec would write as strings (invalid OpenAPI).
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": int(MAX_PRICE),
+            "exclusiveMaximum": True,
+            "example": 220.67,
         },
     )
     quantity = fields.Integer(

@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from service.schemas.fields import Money
 from service.services.stocks import DEFAULT_LIMIT, HIT, MAX_LIMIT, MAX_SEARCH_LENGTH, MISS, STALE
 
 
@@ -47,13 +48,10 @@ class StockQuerySchema(Schema):
 class StockSchema(Schema):
     symbol = fields.String(required=True)
     name = fields.String(required=True)
-    price = fields.Decimal(
-        required=True, as_string=True, metadata={"description": "Decimal string, e.g. 98.50."}
-    )
+    price = Money(required=True, metadata={"description": "Decimal string, e.g. 98.50."})
     sector = fields.String(required=True)
-    change = fields.Decimal(
+    change = Money(
         required=True,
-        as_string=True,
         metadata={"description": "Price change since the previous repricing, decimal string."},
     )
     lastUpdated = UtcTimestamp(

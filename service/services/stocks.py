@@ -637,10 +637,17 @@ def _pre_cache_after_response(token: str) -> None:
 
 
 def _pre_cache(token: str) -> None:
-    cached, readable = _read_page(token)
-    if not readable or (cached and cached.fresh(utcnow(), current_settings().cache_ttl_seconds)):
-        return
+    # Claim before reading: while the claim stands (every request of a busy
+    # page after the first) this costs one small Redis command, not a read and
+    # parse of the whole page.
     if not _claim_pre_cache(token):
+        return
+    cached, readable = _read_page(token)
+    if not readable:
+        return
+    ttl = current_settings().cache_ttl_seconds
+    if cached and cached.fresh(utcnow(), ttl):
+        _hold_claim_while_fresh(token, cached, ttl)
         return
     with _fill_lock(token) as owner:
         if owner:
@@ -650,15 +657,26 @@ def _pre_cache(token: str) -> None:
                 log.info("next page not pre-cached", extra={"vendor_error": exc.code})
 
 
+def _claim_key(token: str) -> str:
+    return page_key(token) + ":prefetch"
+
+
 def _claim_pre_cache(token: str) -> bool:
     try:
-        claimed = redis_store.client.set(
-            page_key(token) + ":prefetch", "1", nx=True, ex=PREFETCH_CLAIM_SECONDS
-        )
+        claimed = redis_store.client.set(_claim_key(token), "1", nx=True, ex=PREFETCH_CLAIM_SECONDS)
     except RedisError as exc:
         cache.record_failure("cache", exc)
         return False
     return bool(claimed)
+
+
+def _hold_claim_while_fresh(token: str, cached: CachedPage, ttl: int) -> None:
+    """The page needs no pre-caching until it goes stale: keep the claim that long."""
+    fresh_for = cached.fetched_at + timedelta(seconds=ttl) - utcnow()
+    try:
+        redis_store.client.pexpire(_claim_key(token), max(1, int(fresh_for.total_seconds() * 1000)))
+    except RedisError as exc:
+        cache.record_failure("cache", exc)
 
 
 # --- client tokens ------------------------------------------------------------

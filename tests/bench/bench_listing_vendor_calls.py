@@ -25,29 +25,22 @@ import redis
 from service.app import create_app
 from service.config import Settings
 from service.vendor.simulator import Simulator, SimulatorConfig, serve
+from tests.bench.harness import DEFAULT_REDIS_URL, Goal, print_table
 
 PAGES = 10
 PAGE_SIZE = 25
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--latency", type=float, default=0.05, help="vendor latency, seconds")
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL")
-        or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    )
-    args = parser.parse_args(argv)
-    redis.Redis.from_url(args.redis_url).flushdb()
-    config = SimulatorConfig(stocks=PAGES * PAGE_SIZE, page_size=PAGE_SIZE, latency=args.latency)
+def measure(requests: int, threads: int, latency: float, redis_url: str) -> tuple[int, int]:
+    """Send ``requests`` listing requests over the 10 pages; returns how many
+    pages there were and how many vendor list calls they cost."""
+    redis.Redis.from_url(redis_url).flushdb()
+    config = SimulatorConfig(stocks=PAGES * PAGE_SIZE, page_size=PAGE_SIZE, latency=latency)
     with serve(Simulator(config)) as server:
         settings = Settings.from_env(
             {},
             database_url="sqlite://",
-            redis_url=args.redis_url,
+            redis_url=redis_url,
             vendor_base_url=server.url,
             rate_limit_enabled=False,
         )
@@ -63,13 +56,39 @@ def main(argv: list[str] | None = None) -> int:
         queries: list[dict[str, Any]] = [{}]
         while (token := get(queries[-1])["nextToken"]) is not None:
             queries.append({"nextToken": token})
-        remaining = [queries[i % len(queries)] for i in range(args.requests - len(queries))]
-        with ThreadPoolExecutor(args.threads) as pool:
+        remaining = [queries[i % len(queries)] for i in range(requests - len(queries))]
+        with ThreadPoolExecutor(threads) as pool:
             list(pool.map(get, remaining))
         calls = server.simulator.stats()["requests"]["list"]
+    return len(queries), calls
+
+
+def bench(quick: bool = False) -> list[Goal]:
+    """The figure for ``python -m tests.bench.run`` (1,000 requests either way)."""
+    pages, calls = measure(1000, 8, 0.05, DEFAULT_REDIS_URL)
+    print_table(
+        "Vendor calls of the listing (1,000 GET /stocks over 10 pages, 8 clients)",
+        ["requests", "pages", "vendor list calls", "per 1,000 requests"],
+        [[1000, pages, calls, float(calls)]],
+    )
+    return [Goal("vendor", "vendor calls per 1,000 listing requests (10 pages)", str(calls))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--latency", type=float, default=0.05, help="vendor latency, seconds")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL")
+        or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
+    args = parser.parse_args(argv)
+    pages, calls = measure(args.requests, args.threads, args.latency, args.redis_url)
     per_thousand = calls * 1000 / args.requests
     print(
-        f"listing: {args.requests} requests over {len(queries)} pages -> "
+        f"listing: {args.requests} requests over {pages} pages -> "
         f"{calls} vendor calls ({per_thousand:.1f} per 1,000 requests)"
     )
     return 0

@@ -14,13 +14,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
 from service.vendor.simulator import SimulatorServer
-from tests.functional.servers import ROOT, Gunicorn, RedisServer, free_port
+from tests.bench.harness import RedisServer
+from tests.functional.servers import ROOT, Gunicorn, free_port
 
 START_SECONDS = 30
 
@@ -91,30 +91,10 @@ def gunicorn(
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A throw-away ``redis-server`` on a free port (no persistence)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", process)
-    client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            assert process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    client.close()
-    yield server
-    if process.poll() is None:
-        server.stop()
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture

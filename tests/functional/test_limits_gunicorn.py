@@ -21,7 +21,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.ratelimit import CONCURRENCY_KEY_PREFIX, LEASE_SECONDS
-from tests.functional.servers import Gunicorn, RedisServer
+from tests.bench.harness import RedisServer
+from tests.functional.servers import Gunicorn
 
 pytestmark = pytest.mark.slow
 

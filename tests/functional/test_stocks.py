@@ -223,6 +223,25 @@ def test_the_next_page_is_pre_cached_once_the_response_is_sent(
     assert _list_calls(simulator) == 2
 
 
+def test_a_cached_page_request_reads_one_page_from_redis(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next page, already pre-cached and fresh, is not read again by every request."""
+    for _ in range(3):
+        client.get("/stocks", buffered=True)  # warm: this page, the next one and its claim
+    reads: list[dict[str, Any]] = []
+    original = stocks.CachedPage.from_json
+
+    def counted(data: dict[str, Any]) -> stocks.CachedPage:
+        reads.append(data)
+        return original(data)
+
+    monkeypatch.setattr(stocks.CachedPage, "from_json", counted)
+    response = client.get("/stocks", buffered=True)
+    assert response.json["meta"]["cache"] == "hit"  # type: ignore[index]
+    assert len(reads) == 1
+
+
 def test_a_page_expires_after_the_ttl(
     client: FlaskClient, simulator: Simulator, later: Callable[[float], None]
 ) -> None:
