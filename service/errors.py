@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ServiceError(Exception):
@@ -97,6 +100,27 @@ class ServiceUnavailable(ServiceError):
     status = 503
     code = "unavailable"
     default_message = "The service is temporarily unavailable."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL could not be reached: nothing was recorded, retrying is safe."""
+
+    code = "database_unavailable"
+    default_message = "The ledger database is unavailable; nothing was recorded. Try again shortly."
+
+
+class OutcomeNotRecorded(ServiceUnavailable):
+    """A buy reached the vendor but its outcome could not be written to the ledger.
+
+    The attempt stays ``pending`` until it is finalised as ``unknown``;
+    retrying with the same ``Idempotency-Key`` never sends a second order.
+    """
+
+    code = "outcome_not_recorded"
+    default_message = (
+        "The order's outcome could not be recorded; retry with the same Idempotency-Key "
+        "to learn it (no second order is sent)."
+    )
 
 
 class RateLimited(ServiceError):
@@ -298,6 +322,11 @@ def handle_http_exception(exc: HTTPException) -> Response:
     return response
 
 
+def handle_database_down(exc: SQLAlchemyError) -> Response:
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
+    return handle_service_error(DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER_SECONDS))
+
+
 def handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", extra={"request_id": g.get("request_id")})
     return error_response(500, "internal_error", "Internal server error.")
@@ -306,4 +335,7 @@ def handle_unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Connection-level failures only: a constraint or programming error stays a 500.
+    app.register_error_handler(OperationalError, handle_database_down)
+    app.register_error_handler(InterfaceError, handle_database_down)
     app.register_error_handler(Exception, handle_unexpected)

@@ -69,4 +69,7 @@ def _finalise_pending(
         .values(**values)
         .returning(Transaction)
     )
-    return list(session.scalars(statement, execution_options={"synchronize_session": False}).all())
+    # populate_existing: a row the session already holds (read while pending)
+    # takes the values just written, not its stale ones.
+    options = {"synchronize_session": False, "populate_existing": True}
+    return list(session.scalars(statement, execution_options=options).all())

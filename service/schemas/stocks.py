@@ -32,7 +32,9 @@ class StockQuerySchema(Schema):
     next_token = fields.String(
         data_key="nextToken",
         load_default=None,
-        validate=validate.Length(max=2048),
+        # Issued tokens stay well under this (a ≤ 512-character vendor token,
+        # wrapped); it keeps request lines inside gunicorn's 4,094 bytes.
+        validate=validate.Length(max=1024),
         metadata={
             "description": "The `nextToken` of the previous page, unchanged (empty: the first "
             "page). Opaque; a token belongs to the listing (search or not) that issued it."

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from service.config import current_settings
@@ -40,6 +41,7 @@ from service.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     OrderOutcomeUnknown,
+    OutcomeNotRecorded,
     PriceOutOfTolerance,
     ServiceError,
     UnknownSymbol,
@@ -64,6 +66,10 @@ PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
 INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
 INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
 VENDOR_MESSAGE_MAX_LENGTH = 1000
+# A buy cannot outlive the gunicorn request timeout (60 s): a ``pending``
+# attempt older than this belongs to a worker that died or could not write.
+ABANDONED_AFTER = timedelta(minutes=5)
+_RETRY_PENDING_SECONDS = 1
 # Vendor 4xx answers that blame the service's own credentials, not the buyer's request.
 _CREDENTIAL_STATUSES = (401, 403)
 
@@ -111,7 +117,20 @@ def buy(
         # The order may have been sent: record that we cannot tell.
         log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
         outcome = _Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
-    return result_of(_finish(transaction_id, outcome))
+    try:
+        finished = _finish(transaction_id, outcome)
+    except SQLAlchemyError as exc:
+        # The vendor may have executed the order: keep what happened in the
+        # log for reconciliation; the row stays pending until it is swept.
+        db.session.rollback()
+        log.exception(
+            "buy outcome not recorded",
+            extra={"transaction_id": transaction_id, "outcome": repr(outcome)},
+        )
+        raise OutcomeNotRecorded(
+            details={"transactionId": transaction_id}, retry_after=_RETRY_PENDING_SECONDS
+        ) from exc
+    return result_of(finished)
 
 
 def result_of(transaction: Transaction) -> Transaction:
@@ -210,8 +229,17 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
     earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused(details={"transactionId": earlier.id})
+    if earlier.status == TransactionStatus.PENDING and earlier.created_at < (
+        utcnow() - ABANDONED_AFTER
+    ):
+        # Its worker died or could not record the outcome: end it now rather
+        # than answering 409 until the daily sweep.
+        finalise_abandoned(ABANDONED_AFTER)
+        earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.status == TransactionStatus.PENDING:
-        raise IdempotencyKeyInUse(details={"transactionId": earlier.id}, retry_after=1)
+        raise IdempotencyKeyInUse(
+            details={"transactionId": earlier.id}, retry_after=_RETRY_PENDING_SECONDS
+        )
     return earlier
 
 

@@ -35,15 +35,12 @@ from service.metrics import state_collector
 from service.models import DailySummary, Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.repositories import reports as runs
-from service.services.buys import finalise_abandoned
+from service.services.buys import ABANDONED_AFTER, finalise_abandoned
 
 log = logging.getLogger(__name__)
 
 # A ``sending`` claim older than this belongs to a run that died; it may be taken over.
 REPORT_LEASE = timedelta(minutes=15)
-# A buy cannot outlive the gunicorn request timeout (60 s); a ``pending`` row
-# older than this belongs to a worker that died.
-ABANDONED_AFTER = timedelta(minutes=5)
 # Failed and unknown attempts listed in the body; the attachment has them all.
 PROBLEMS_SHOWN = 300
 # Above this many rows (about 7 MB) the CSV is attached gzip-compressed (a

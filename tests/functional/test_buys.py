@@ -7,14 +7,23 @@ import types
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
+from service.app import create_app
+from service.config import Settings
+from service.extensions import db
 from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
+from service.models import Transaction
+from service.models.base import utcnow
+from service.services.buys import ABANDONED_AFTER
 from service.services.stocks import market_price
 from service.vendor.simulator import Simulator
 from tests.buys_support import (
@@ -27,7 +36,7 @@ from tests.buys_support import (
     summaries,
     vendor_buys,
 )
-from tests.functional.test_health import DEAD_REDIS
+from tests.functional.test_health import DEAD_POSTGRES, DEAD_REDIS
 
 
 @pytest.fixture(autouse=True)
@@ -521,3 +530,53 @@ def test_under_vendor_faults_every_attempt_is_final_and_nothing_is_bought_twice(
     assert BUYS.labels("unknown", "vendor_answer_lost")._value.get() - unknown_before == len(
         unknown
     )
+
+
+# --- the ledger database failing ---------------------------------------------
+
+
+def test_buy_without_the_database_is_a_503_and_sends_no_order(
+    make_settings: Callable[..., Settings], simulator: Simulator
+) -> None:
+    client = create_app(make_settings(database_url=DEAD_POSTGRES)).test_client()
+
+    response = post_buy(client, simulator.price("AAPL"), 1, key="db-down")
+
+    assert response.status_code == 503
+    assert _error(response)["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert simulator.orders() == []
+
+
+def test_an_outcome_that_cannot_be_written_is_503_then_settled_on_retry(
+    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    price = simulator.price("AAPL")
+
+    def ledger_lost(*_args: object) -> None:
+        raise OperationalError("UPDATE transactions …", None, Exception("connection lost"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr("service.services.buys._finish", ledger_lost)
+        first = post_buy(client, price, 2, key="write-lost")
+    assert first.status_code == 503
+    assert _error(first)["code"] == "outcome_not_recorded"
+    [row] = ledger()
+    assert row.status == "pending"
+    assert len(simulator.orders()) == 1  # the vendor did execute it
+
+    soon = post_buy(client, price, 2, key="write-lost")
+    assert soon.status_code == 409  # the attempt may still be running
+
+    db.session.execute(
+        update(Transaction).values(created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1))
+    )
+    db.session.commit()
+    later = post_buy(client, price, 2, key="write-lost")
+
+    assert later.status_code == 502
+    assert _error(later)["details"]["status"] == "unknown"
+    assert _error(later)["details"]["reason"] == "interrupted"
+    assert len(simulator.orders()) == 1  # retries never sent a second order
+    assert [row.status for row in ledger()] == ["unknown"]
+    assert summaries()[("unknown", "interrupted", "AAPL")].count == 1

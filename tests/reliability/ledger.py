@@ -87,12 +87,15 @@ def send(
 
 
 def replay(
-    rig: Rig, attempts: list[Attempt], answers: dict[str, int | None]
+    rig: Rig,
+    attempts: list[Attempt],
+    answers: dict[str, int | None],
+    undecided: tuple[int | None, ...] = UNDECIDED,
 ) -> dict[str, int | None]:
     """Send every attempt again with its key, as a client that is not sure of
     an answer does. A replay must answer as the first request was answered,
     and buy nothing; an attempt whose first answer said nothing of its fate
-    (none, 409 in progress, 500) gets its real one now.
+    (``undecided``: none, 409 in progress, 500 …) gets its real one now.
 
     :returns: each key's final answer.
     """
@@ -101,7 +104,7 @@ def replay(
     after = _orders(rig)
     for attempt in attempts:
         first, again = answers[attempt.key], replies[attempt.key]
-        if first not in UNDECIDED:
+        if first not in undecided:
             assert again == first, f"{attempt.key}: answered {first}, replayed as {again}"
             assert after[attempt.quantity] == before[attempt.quantity], f"{attempt.key} re-sent"
     return replies
