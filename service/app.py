@@ -19,6 +19,19 @@ from service.ratelimit import register_limits
 from service.vendor.client import register_vendor
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+# No use case keeps a transaction open while it waits on anything else (the
+# vendor is called between transactions), so a session idle in a transaction
+# for a minute is a zombie — e.g. its client vanished in a network cut — and
+# PostgreSQL ends it rather than let it hold ledger row locks. Connecting
+# fails fast, and keepalives notice a dead peer within about a minute.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "options": "-c idle_in_transaction_session_timeout=60000",
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -55,7 +68,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 def _flask_config(settings: Settings) -> dict[str, Any]:
     engine_options: dict[str, Any] = {"pool_pre_ping": True}
     if not settings.uses_sqlite:
-        engine_options.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+        engine_options.update(
+            pool_size=10, max_overflow=10, pool_recycle=1800, connect_args=POSTGRES_CONNECT_ARGS
+        )
     return {
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,

@@ -125,7 +125,15 @@ class _Pair:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset, as a dying server's kernel would."""
+    """Close ``sock`` with a TCP reset, as a dying server's kernel would.
+
+    ``shutdown`` first: a ``close`` alone does not end a socket that a pump
+    thread is blocked reading (the kernel keeps it open for that ``recv``), so
+    the peer would never hear of it — a PostgreSQL session would stay idle in
+    its transaction, holding its row locks.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     sock.close()
