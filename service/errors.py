@@ -50,12 +50,6 @@ class InvalidInput(ServiceError):
     default_message = "The request is not valid."
 
 
-class NotFound(ServiceError):
-    status = 404
-    code = "not_found"
-    default_message = "Not found."
-
-
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
@@ -196,6 +190,26 @@ class VendorServerError(VendorError):
     default_message = "The market vendor had an internal error."
     retriable = True
     transient = True
+
+
+class VendorGatewayError(VendorError):
+    """A gateway in front of the vendor answered 502 or 504: the vendor itself
+    may have received and executed the request. Reads may be repeated; an
+    order's outcome is unknown and it is never resent."""
+
+    code = "vendor_gateway_error"
+    default_message = "A gateway in front of the market vendor failed."
+    transient = True
+
+
+class OrderDeadlinePassed(VendorError):
+    """The buy ran out of time before its order was sent: nothing was sent, and
+    nothing will be, so the attempt may be finalised without a race."""
+
+    status = 504
+    code = "deadline_passed"
+    default_message = "The market vendor was too slow; nothing was bought."
+    request_sent = False
 
 
 class VendorUnreachable(VendorError):

@@ -21,8 +21,11 @@ NAMING_CONVENTION = {
 # BIGINT identity on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-# Prices carry up to 6 decimals (the API accepts 6), amounts up to 10^14.
+# Prices carry up to 6 decimals (the API accepts 6); one transaction's amount
+# stays under 10^14 (price < 10^8 × quantity ≤ 10^6).
 Money = Numeric(20, 6, asdecimal=True)
+# Sums of many transactions (a day's aggregate, a holding's cost basis).
+Amount = Numeric(38, 6, asdecimal=True)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.models.base import Base, BigId, Money, UTCDateTime, utcnow
+from service.models.base import Amount, Base, BigId, UTCDateTime, utcnow
 
 DEFAULT_PORTFOLIO = "default"
 
@@ -47,7 +47,7 @@ class Holding(Base):
     portfolio_id: Mapped[int] = mapped_column(ForeignKey("portfolios.id", ondelete="RESTRICT"))
     symbol: Mapped[str] = mapped_column(String(10))
     quantity: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_basis: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    cost_basis: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

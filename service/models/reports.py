@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, CheckConstraint, Date, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.models.base import Base, Money, UTCDateTime, utcnow
+from service.models.base import Amount, Base, UTCDateTime, utcnow
 
 
 class DailySummary(Base):
@@ -27,7 +27,7 @@ class DailySummary(Base):
     symbol: Mapped[str] = mapped_column(String(10), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     quantity: Mapped[int] = mapped_column(BigInteger, default=0)
-    amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    amount: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
 
 
 class ReportRun(Base):

@@ -27,19 +27,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_fixed,
+)
 
 from service.config import current_settings
 from service.errors import (
     CircuitOpen,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
+    OrderDeadlinePassed,
     OrderOutcomeUnknown,
     OutcomeNotRecorded,
     PriceOutOfTolerance,
@@ -66,10 +75,16 @@ PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
 INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
 INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
 VENDOR_MESSAGE_MAX_LENGTH = 1000
-# A buy cannot outlive the gunicorn request timeout (60 s): a ``pending``
-# attempt older than this belongs to a worker that died or could not write.
+# A ``pending`` attempt older than this belongs to a worker that died or could
+# not write its outcome. A live buy never sends an order after half of it
+# (ORDER_DEADLINE), so finalising such a row can never race an order.
 ABANDONED_AFTER = timedelta(minutes=5)
+ORDER_DEADLINE_SECONDS = ABANDONED_AFTER.total_seconds() / 2
 _RETRY_PENDING_SECONDS = 1
+# Writing the outcome is idempotent (it only moves a pending row), so a
+# dropped database connection is retried before the outcome is given up.
+_RECORD_ATTEMPTS = 3
+_RECORD_WAIT_SECONDS = 0.2
 # Vendor 4xx answers that blame the service's own credentials, not the buyer's request.
 _CREDENTIAL_STATUSES = (401, 403)
 
@@ -111,14 +126,15 @@ def buy(
         assert idempotency_key is not None  # only a repeated key stops a claim
         return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint))
     session.commit()
+    deadline = time.monotonic() + ORDER_DEADLINE_SECONDS
     try:
-        outcome = _trade(symbol, price, quantity)
+        outcome = _trade(symbol, price, quantity, deadline)
     except Exception:
         # The order may have been sent: record that we cannot tell.
         log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
         outcome = _Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
     try:
-        finished = _finish(transaction_id, outcome)
+        finished = _record(transaction_id, outcome)
     except SQLAlchemyError as exc:
         # The vendor may have executed the order: keep what happened in the
         # log for reconciliation; the row stays pending until it is swept.
@@ -127,10 +143,24 @@ def buy(
             "buy outcome not recorded",
             extra={"transaction_id": transaction_id, "outcome": repr(outcome)},
         )
+        if outcome.order is not None:
+            portfolios.invalidate(user_id)  # in case the commit did land
         raise OutcomeNotRecorded(
             details={"transactionId": transaction_id}, retry_after=_RETRY_PENDING_SECONDS
         ) from exc
     return result_of(finished)
+
+
+def _record(transaction_id: int, outcome: _Outcome) -> Transaction:
+    """:func:`_finish`, again after a dropped database connection."""
+    retrying = Retrying(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        stop=stop_after_attempt(_RECORD_ATTEMPTS),
+        wait=wait_fixed(_RECORD_WAIT_SECONDS),
+        before_sleep=lambda _state: db.session.rollback(),
+        reraise=True,
+    )
+    return retrying(_finish, transaction_id, outcome)
 
 
 def result_of(transaction: Transaction) -> Transaction:
@@ -243,7 +273,7 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
     return earlier
 
 
-def _trade(symbol: str, price: Decimal, quantity: int) -> _Outcome:
+def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> _Outcome:
     """Check the price against the market and place the order (no database use)."""
     try:
         quote = market_price(symbol)
@@ -255,7 +285,7 @@ def _trade(symbol: str, price: Decimal, quantity: int) -> _Outcome:
         return _Outcome(
             TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price
         )
-    order = _Order(symbol, price, quantity)
+    order = _Order(symbol, price, quantity, deadline)
     try:
         placed = order.place()
     except VendorError as exc:
@@ -273,10 +303,11 @@ def _trade(symbol: str, price: Decimal, quantity: int) -> _Outcome:
 class _Order:
     """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe."""
 
-    def __init__(self, symbol: str, price: Decimal, quantity: int) -> None:
+    def __init__(self, symbol: str, price: Decimal, quantity: int, deadline: float) -> None:
         self.symbol = symbol
         self.price = price
         self.quantity = quantity
+        self.deadline = deadline  # time.monotonic() after which nothing is sent
         self.attempts = 0  # calls that got past the circuit breaker
 
     def place(self) -> VendorOrder:
@@ -298,6 +329,8 @@ class _Order:
         return retrying(self._attempt)
 
     def _attempt(self) -> VendorOrder:
+        if time.monotonic() > self.deadline:
+            raise OrderDeadlinePassed()
         outcome = "ok"
         try:
             return vendor_client().place_order(self.symbol, self.price, self.quantity)
@@ -315,7 +348,7 @@ def _failure(exc: VendorError, *, order_sent: bool) -> _Outcome:
 
     ``order_sent``: the error came from placing the order (else from the price look-up).
     """
-    if isinstance(exc, UnknownSymbol | CircuitOpen) or (
+    if isinstance(exc, UnknownSymbol | CircuitOpen | OrderDeadlinePassed) or (
         order_sent and isinstance(exc, VendorRejected)
     ):
         status, reason = TransactionStatus.FAILED, exc.code

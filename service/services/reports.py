@@ -189,11 +189,11 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     session.commit()
     if claimed_at is None:
         return _not_claimed(day)
-    # Attempts whose worker died mid-buy get their final status (unknown) first,
-    # in their own transaction: the day is then read from one snapshot.
-    finalise_abandoned(ABANDONED_AFTER)
     settings = current_settings()
     try:
+        # Attempts whose worker died mid-buy get their final status (unknown)
+        # first, in their own transaction: the day is then read from one snapshot.
+        finalise_abandoned(ABANDONED_AFTER)
         with tempfile.TemporaryDirectory(prefix="report-") as workdir:
             report, attachment = _read_day(day, Path(workdir))
             message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"

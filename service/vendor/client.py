@@ -40,6 +40,7 @@ from service.errors import (
     VendorAnswerLost,
     VendorBadResponse,
     VendorError,
+    VendorGatewayError,
     VendorRejected,
     VendorServerError,
     VendorTimeout,
@@ -307,8 +308,13 @@ def _read_body(response: requests.Response) -> Any:
     status = response.status_code
     if status == 404 and "/buy" in response.request.path_url:
         raise UnknownSymbol(message or "Stock not found", vendor_status=status)
+    if status == 429:
+        # The vendor's own rate limit: nothing was executed, a later try may pass.
+        raise VendorServerError(message or "vendor answered 429", vendor_status=status)
     if 400 <= status < 500:
         raise VendorRejected(message or f"vendor answered {status}", vendor_status=status)
+    if status in (502, 504):
+        raise VendorGatewayError(message or f"vendor answered {status}", vendor_status=status)
     if status >= 500:
         raise VendorServerError(message or f"vendor answered {status}", vendor_status=status)
     if body is None or status != 200:
@@ -320,6 +326,7 @@ _OUTCOMES: dict[type[VendorError], str] = {
     VendorRejected: "client_error",
     UnknownSymbol: "client_error",
     VendorServerError: "server_error",
+    VendorGatewayError: "server_error",
     VendorBadResponse: "server_error",
     VendorTimeout: "timeout",
     VendorUnreachable: "connection_error",

@@ -6,10 +6,11 @@ sends 1,000 requests (the walk included) over them from a few threads, as
 clients paging through the catalogue would. Responses are closed, as a WSGI
 server closes them, so the next page is pre-cached as in production.
 
-    REDIS_URL=redis://127.0.0.1:6379/14 python -m tests.bench.bench_listing_vendor_calls
+    python -m tests.bench.bench_listing_vendor_calls --redis-url redis://127.0.0.1:6379/14
 
-The Redis database is flushed first: point it at a scratch database
-(default ``TEST_REDIS_URL`` or ``redis://127.0.0.1:6379/15``).
+The Redis database is flushed first: point it at a scratch database (default
+``BENCH_REDIS_URL``, else ``TEST_REDIS_URL``, else ``redis://127.0.0.1:6379/15``;
+never the service's ``REDIS_URL``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.05, help="vendor latency, seconds")
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL")
+        default=os.environ.get("BENCH_REDIS_URL")
         or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
     )
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ from service.extensions import db
 from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction
 from service.models.base import utcnow
+from service.services import buys
 from service.services.buys import ABANDONED_AFTER
 from service.services.stocks import market_price
 from service.vendor.simulator import Simulator
@@ -580,3 +581,39 @@ def test_an_outcome_that_cannot_be_written_is_503_then_settled_on_retry(
     assert len(simulator.orders()) == 1  # retries never sent a second order
     assert [row.status for row in ledger()] == ["unknown"]
     assert summaries()[("unknown", "interrupted", "AAPL")].count == 1
+
+
+def test_a_dropped_connection_while_recording_is_retried(
+    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_finish = buys._finish
+    calls: list[int] = []
+
+    def flaky_finish(transaction_id: int, outcome: object) -> Transaction:
+        calls.append(transaction_id)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE transactions …", None, Exception("connection reset"))
+        return real_finish(transaction_id, outcome)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("service.services.buys._finish", flaky_finish)
+    response = post_buy(client, simulator.price("AAPL"), 3)
+
+    assert response.status_code == 201
+    assert len(calls) == 2
+    assert [row.status for row in ledger()] == ["succeeded"]
+    assert holdings()["AAPL"].quantity == 3
+
+
+def test_no_order_is_sent_once_the_buy_is_past_its_deadline(
+    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A buy slower than its deadline could meet the sweep of abandoned attempts:
+    # it must give up before sending, so the sweep never races a live order.
+    monkeypatch.setattr("service.services.buys.ORDER_DEADLINE_SECONDS", -1.0)
+
+    response = post_buy(client, simulator.price("AAPL"), 1)
+
+    assert response.status_code == 502
+    assert _error(response)["details"]["reason"] == "deadline_passed"
+    assert simulator.orders() == []
+    assert [(row.status, row.reason) for row in ledger()] == [("failed", "deadline_passed")]

@@ -201,3 +201,26 @@ def test_an_unreadable_item_is_skipped_and_reported(make_client) -> None:
     assert [item.symbol for item in page.items] == ["AAPL"]
     assert [skipped.symbol for skipped in page.skipped] == ["BAD", None]
     assert page.next_token == "T2=="
+
+
+@responses.activate
+def test_a_gateway_502_on_an_order_may_have_executed(make_client) -> None:
+    from service.errors import VendorGatewayError
+
+    responses.post("http://vendor.test/stocks/AAPL/buy", status=502, body="Bad Gateway")
+    with pytest.raises(VendorGatewayError) as caught:
+        make_client(base_url="http://vendor.test").place_order("AAPL", Decimal(1), 1)
+    assert not caught.value.retriable  # never resend the order
+    assert caught.value.transient  # a read may be repeated
+    assert caught.value.request_sent
+
+
+@responses.activate
+def test_the_vendors_429_is_retriable_not_passed_on(make_client) -> None:
+    responses.post(
+        "http://vendor.test/stocks/AAPL/buy", status=429, json={"message": "Too Many Requests"}
+    )
+    with pytest.raises(VendorServerError) as caught:
+        make_client(base_url="http://vendor.test").place_order("AAPL", Decimal(1), 1)
+    assert caught.value.retriable
+    assert caught.value.vendor_status == 429
