@@ -13,8 +13,6 @@ import shutil
 import tempfile
 from typing import Any
 
-from prometheus_client import multiprocess
-
 
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -48,6 +46,8 @@ control_socket_disable = True
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
 
 # One directory per port, so two servers on one machine never wipe each other's.
+# Set before anything imports prometheus_client: it picks its storage (memory
+# or the shared directory) when first imported, and the workers inherit it.
 _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"trading-metrics-{_port}")
 )
@@ -60,4 +60,6 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)

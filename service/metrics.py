@@ -104,8 +104,16 @@ class _StateCollector(Collector):
             yield from fn(self.app)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _endpoint() -> str:
     return request.url_rule.endpoint if request.url_rule else "unmatched"
+
+
+def _method() -> str:
+    # gunicorn accepts any token as a method: keep the label's values bounded.
+    return request.method if request.method in _METHODS else "other"
 
 
 def _start_timer() -> None:
@@ -116,10 +124,9 @@ def _start_timer() -> None:
 def _observe(response: Response) -> Response:
     if "metrics_started" in g:
         endpoint = _endpoint()
-        HTTP_DURATION.labels(request.method, endpoint).observe(
-            time.perf_counter() - g.metrics_started
-        )
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        method = _method()
+        HTTP_DURATION.labels(method, endpoint).observe(time.perf_counter() - g.metrics_started)
+        HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
     return response
 
 

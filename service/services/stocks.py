@@ -70,7 +70,9 @@ FIRST_PAGE = ""  # the token-map value of symbols on the first page (no token)
 # what is younger than one repricing cycle counts as fresh.
 QUOTE_RETENTION_SECONDS = 86_400
 PAGE_RETENTION_SECONDS = 86_400
-CATALOGUE_RETENTION_SECONDS = 86_400
+# Kept three refresh cycles, so a late or failed daily refresh never leaves
+# search (or the unknown-symbol check) without a catalogue.
+CATALOGUE_RETENTION_SECONDS = 3 * 86_400
 MAX_WALK_PAGES = 500
 
 DEFAULT_LIMIT = 25
@@ -330,6 +332,14 @@ def _find(page: StockPage, symbol: str) -> Quote | None:
 
 
 def _walk_for(symbol: str) -> Quote:
+    stored = cache.get_json(CATALOGUE_KEY)
+    if stored is not None and all(entry[0] != symbol for entry in stored["stocks"]):
+        # The catalogue (tokens refresh, or a search's walk) does not list it:
+        # no walk, so a stream of made-up symbols cannot cost the vendor a
+        # catalogue walk each. A stock listed since is known after the next refresh.
+        raise UnknownSymbol(
+            f"{symbol} is not listed by the market vendor.", details={"symbol": symbol}
+        )
     token: str | None = None
     for _ in range(MAX_WALK_PAGES):
         page = fetch_page(token)
@@ -570,8 +580,9 @@ def _stale_or_unavailable(stale: CachedPage | None, cause: VendorError | None) -
 
 def _fill_seconds() -> float:
     """How long one page fetch may take: the single-flight lock's expiry and
-    the longest a waiter polls (every attempt may wait out both timeouts)."""
-    return float(current_settings().vendor_timeout_seconds) * 2 * LIST_ATTEMPTS + 2
+    the longest a waiter polls (every attempt may wait out both timeouts, plus
+    the backoff between attempts)."""
+    return float(current_settings().vendor_timeout_seconds) * 2 * LIST_ATTEMPTS + 5
 
 
 def _lock_key(token: str | None) -> str:

@@ -89,6 +89,11 @@ def test_schema_is_draft_07_and_describes_every_value() -> None:
         {"unknownTopLevelKey": True},
         {"config": {"RATE_LIMIT_SCOPE": "everybody"}},
         {"config": {"LOG_LEVEL": "LOUD"}},
+        {"config": {"LOG_LEVEL": "CRITICAL"}},  # the service refuses it at start-up
+        {"config": {"CACHE_TTL_SECOND": "300"}},  # misspelt: it would be ignored
+        {"config": {"MAX_CONCURRENT_REQUESTS": "0"}},
+        {"config": {"PRICE_TOLERANCE": "5"}},
+        {"config": {"RATE_LIMIT": "lots"}},
         {"config": {"CACHE_TTL_SECONDS": "five minutes"}},
         {"image": {"pullPolicy": "Sometimes"}},
         {"web": {"replicaCount": "two"}},
@@ -104,6 +109,20 @@ def test_schema_is_draft_07_and_describes_every_value() -> None:
 def test_schema_rejects_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm_python.HelmValuesError):
         helm.render(values)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"LOG_LEVEL": "info"},
+        {"PRICE_TOLERANCE": "0.015"},
+        {"RATE_LIMIT": "600 per minute"},
+        {"VENDOR_RETRY_DELAYS": "1, 2, 3"},
+    ],
+    ids=repr,
+)
+def test_schema_accepts_what_the_service_accepts(config: dict[str, Any]) -> None:
+    assert helm.render({"config": config})
 
 
 @pytest.mark.parametrize(("template", "flag"), OPTIONAL_TEMPLATES.items())

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -34,15 +35,16 @@ def gunicorn(
     The environment points at the test database, the test Redis and the
     simulator, with two workers on 127.0.0.1 and the service's defaults
     otherwise (rate and concurrency limits on); keyword arguments override
-    single variables. ``start`` returns once ``/healthz`` answers; every
-    server is stopped at the end of the test.
+    single variables (``None`` unsets one, so the service's default applies).
+    ``start`` returns once ``/healthz`` answers; every server is stopped at
+    the end of the test.
     """
     servers: list[Gunicorn] = []
 
-    def start(app: str = "service.wsgi:app", **overrides: str) -> Gunicorn:
+    def start(app: str = "service.wsgi:app", **overrides: str | None) -> Gunicorn:
         port = free_port()
         name = f"gunicorn-{len(servers)}"
-        env = {
+        settings: dict[str, str | None] = {
             **os.environ,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
@@ -54,6 +56,9 @@ def gunicorn(
             "LOG_LEVEL": "warning",
             **overrides,
         }
+        env = {key: value for key, value in settings.items() if value is not None}
+        # gunicorn_conf's default when the variable is unset.
+        default_metrics_dir = Path(tempfile.gettempdir()) / f"trading-metrics-{port}"
         log = tmp_path / name / "stderr.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as stderr:
@@ -65,7 +70,10 @@ def gunicorn(
                 stderr=stderr,
             )
         server = Gunicorn(
-            f"http://127.0.0.1:{port}", process, Path(env["PROMETHEUS_MULTIPROC_DIR"]), log
+            f"http://127.0.0.1:{port}",
+            process,
+            Path(env.get("PROMETHEUS_MULTIPROC_DIR") or default_metrics_dir),
+            log,
         )
         servers.append(server)
         deadline = time.monotonic() + START_SECONDS

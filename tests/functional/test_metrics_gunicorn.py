@@ -13,7 +13,10 @@ from tests.functional.servers import Gunicorn
 
 @pytest.mark.slow
 def test_metrics_count_requests_of_all_workers(gunicorn: Callable[..., Gunicorn]) -> None:
-    server = gunicorn(GUNICORN_THREADS="2", RATE_LIMIT_ENABLED="false")
+    # No PROMETHEUS_MULTIPROC_DIR: gunicorn_conf's default, as the image runs it.
+    server = gunicorn(
+        GUNICORN_THREADS="2", RATE_LIMIT_ENABLED="false", PROMETHEUS_MULTIPROC_DIR=None
+    )
     with requests.Session() as session:
         for _ in range(60):
             # A new connection each time, so both workers take requests.

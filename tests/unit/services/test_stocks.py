@@ -9,7 +9,7 @@ import redis
 import responses
 from flask import Flask
 
-from service.errors import VendorBadResponse
+from service.errors import UnknownSymbol, VendorBadResponse
 from service.services import stocks
 from service.vendor.simulator import Simulator
 
@@ -47,3 +47,16 @@ def test_a_stale_page_token_falls_back_to_walking_the_catalogue(
 
     assert quote.price == simulator.price("AAPL")
     assert stocks.known_token("AAPL") != gone  # the walk repaired the map
+
+
+def test_a_symbol_the_catalogue_does_not_list_costs_no_vendor_walk(
+    app: Flask, simulator: Simulator
+) -> None:
+    stocks.list_stocks(search="a")  # stores the catalogue (a walk, once)
+    calls = simulator.stats()["requests"]["list"]
+
+    for _ in range(3):
+        with pytest.raises(UnknownSymbol):
+            stocks.market_price("ZZZZ")
+
+    assert simulator.stats()["requests"]["list"] == calls
