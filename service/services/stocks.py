@@ -532,9 +532,11 @@ def _cached_or_filled(
             if again is not None and again.fresh(utcnow(), ttl):
                 return again, HIT  # filled between our read and our lock
             return _fetch_or_stale(token, cached, from_client=from_client)
-        filled = _await_fill(token, ttl)
+        filled, redis_ok = _await_fill(token, ttl)
     if filled is not None:
         return filled, HIT
+    if not redis_ok:  # Redis failed while we waited: fetch ourselves (fail open)
+        return _fetch_or_stale(token, cached, from_client=from_client)
     return _stale_or_unavailable(cached, None), STALE  # the fetch we waited for failed
 
 
@@ -607,9 +609,10 @@ def _fill_lock(token: str | None) -> Iterator[bool]:
             cache.release(lock)
 
 
-def _await_fill(token: str | None, ttl: int) -> CachedPage | None:
+def _await_fill(token: str | None, ttl: int) -> tuple[CachedPage | None, bool]:
     """Poll while another caller fetches the page: the fresh copy, or ``None``
-    when its fetch ended (or took too long) without one."""
+    when its fetch ended (or took too long) without one; and ``False`` when
+    Redis failed meanwhile (the wait tells nothing then)."""
     deadline = time.monotonic() + _fill_seconds()
     while time.monotonic() < deadline:
         time.sleep(FILL_POLL_SECONDS)
@@ -620,14 +623,14 @@ def _await_fill(token: str | None, ttl: int) -> CachedPage | None:
             raw, locked = pipe.execute()
         except RedisError as exc:
             cache.record_failure("cache", exc)
-            return None
+            return None, False
         if raw is not None:
             cached = CachedPage.from_json(json.loads(raw))
             if cached.fresh(utcnow(), ttl):
-                return cached
+                return cached, True
         if not locked:
-            return None
-    return None
+            return None, True
+    return None, True
 
 
 def _pre_cache_after_response(token: str) -> None:

@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
+import redis.client
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
@@ -292,6 +294,24 @@ def test_requests_waiting_on_a_failing_fetch_get_the_stale_copy(
     assert results == ["stale"] * 5
     # Only the request holding the lock asked the vendor (with its retries).
     assert _list_calls(simulator) == 1 + LIST_ATTEMPTS
+
+
+def test_a_redis_failure_while_waiting_on_a_fetch_fetches_directly(
+    app: Flask, simulator: Simulator, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another caller holds the first page's fill lock and nothing is cached;
+    # then Redis fails while this request waits: it must not answer 503.
+    redis_client.set(stocks.page_key(None) + ":lock", "another-worker", ex=60)
+
+    def redis_down(*_args: object, **_kwargs: object) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", redis_down)
+    listing = stocks.list_stocks()
+
+    assert listing.items
+    assert listing.meta.cache == "miss"
+    assert _list_calls(simulator) == 1
 
 
 def test_open_circuit_serves_stale_without_calling_the_vendor(
