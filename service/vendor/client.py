@@ -124,9 +124,22 @@ def _parse_stock(item: Mapping[str, Any]) -> VendorStock:
     )
 
 
+class _BreakerRedisLog:
+    """Stands in for pybreaker's storage logger, through which it reports each
+    Redis error it swallows (falling back to a closed circuit): count it and
+    log one line, not a traceback per vendor call."""
+
+    def exception(self, message: str, *args: object) -> None:
+        REDIS_ERRORS.labels("breaker").inc()
+        log.warning("circuit breaker state unavailable in Redis: " + message, *args)
+
+
 class _SafeRedisStorage(pybreaker.CircuitRedisStorage):
     """pybreaker's Redis storage, but constructing it never fails on a Redis
-    outage (the base class writes its initial keys unguarded)."""
+    outage (the base class writes its initial keys unguarded), and the errors
+    it swallows are counted."""
+
+    logger = _BreakerRedisLog()  # type: ignore[assignment]
 
     def _initialize_redis_state(self, state: str) -> None:
         try:

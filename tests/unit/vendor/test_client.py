@@ -19,7 +19,7 @@ from service.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
-from service.metrics import VENDOR_REQUESTS
+from service.metrics import REDIS_ERRORS, VENDOR_REQUESTS
 from service.vendor.client import VendorClient
 from service.vendor.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
 
@@ -224,3 +224,14 @@ def test_the_vendors_429_is_retriable_not_passed_on(make_client) -> None:
         make_client(base_url="http://vendor.test").place_order("AAPL", Decimal(1), 1)
     assert caught.value.retriable
     assert caught.value.vendor_status == 429
+
+
+def test_without_redis_the_breaker_stays_closed_and_counts_the_errors(make_client) -> None:
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    before = REDIS_ERRORS.labels("breaker")._value.get()
+
+    page = make_client(redis=dead).list_stocks()
+
+    assert page.items  # the vendor is still called
+    assert REDIS_ERRORS.labels("breaker")._value.get() > before
+    dead.close()
