@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
 INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
 INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
+VENDOR_ORDER_MISMATCH = "vendor_order_mismatch"  # executed, but not the order sent
 VENDOR_MESSAGE_MAX_LENGTH = 1000
 # A ``pending`` attempt older than this belongs to a worker that died or could
 # not write its outcome. A live buy never sends an order after half of it
@@ -291,6 +292,17 @@ def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> _Outc
     except VendorError as exc:
         failure = _failure(exc, order_sent=True)
         return replace(failure, market_price=quote.price, attempts=order.attempts)
+    if (placed.symbol, placed.quantity) != (symbol, quantity):
+        # Something was executed, but not what was asked: credit nothing and
+        # leave it to reconciliation rather than guess a holding.
+        return _Outcome(
+            TransactionStatus.UNKNOWN,
+            VENDOR_ORDER_MISMATCH,
+            market_price=quote.price,
+            vendor_status=200,
+            vendor_message=f"vendor executed {placed.quantity} {placed.symbol} at {placed.price}",
+            attempts=order.attempts,
+        )
     return _Outcome(
         TransactionStatus.SUCCEEDED,
         market_price=quote.price,

@@ -26,6 +26,7 @@ from service.models.base import utcnow
 from service.services import buys
 from service.services.buys import ABANDONED_AFTER
 from service.services.stocks import market_price
+from service.vendor.client import VendorOrder
 from service.vendor.simulator import Simulator
 from tests.buys_support import (
     STEADY_REPRICE_SECONDS,
@@ -617,3 +618,22 @@ def test_no_order_is_sent_once_the_buy_is_past_its_deadline(
     assert _error(response)["details"]["reason"] == "deadline_passed"
     assert simulator.orders() == []
     assert [(row.status, row.reason) for row in ledger()] == [("failed", "deadline_passed")]
+
+
+def test_an_order_the_vendor_executed_differently_is_unknown_and_credits_nothing(
+    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    price = simulator.price("AAPL")
+
+    def partial_fill(self: object, symbol: str, price: Decimal, quantity: int) -> VendorOrder:
+        return VendorOrder(symbol=symbol, quantity=quantity - 1, price=price, total=price)
+
+    monkeypatch.setattr("service.vendor.client.VendorClient.place_order", partial_fill)
+    response = post_buy(client, price, 2)
+
+    assert response.status_code == 502
+    assert _error(response)["details"]["reason"] == "vendor_order_mismatch"
+    assert [(row.status, row.vendor_message) for row in ledger()] == [
+        ("unknown", f"vendor executed 1 AAPL at {price}")
+    ]
+    assert holdings() == {}
