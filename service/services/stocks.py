@@ -35,8 +35,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from flask import Flask, after_this_request, current_app, has_request_context
 from flask import Response as FlaskResponse
-from flask import after_this_request, current_app, has_request_context
 from redis.exceptions import RedisError
 
 from service import cache
@@ -83,6 +83,10 @@ MAX_VENDOR_TOKEN_LENGTH = 512
 # A pre-cached next page is claimed for a minute, so that the pods following
 # one client's pages fetch it once, not once each.
 PREFETCH_CLAIM_SECONDS = 60
+# A process that finds another caller's claim leaves the page alone this long
+# before asking Redis again (it cannot see how long the claim still stands).
+CLAIM_SEEN_SECONDS = 5
+SETTLED_MEMO_SIZE = 10_000
 FILL_POLL_SECONDS = 0.02
 UNAVAILABLE_RETRY_SECONDS = 5
 
@@ -635,10 +639,15 @@ def _await_fill(token: str | None, ttl: int) -> tuple[CachedPage | None, bool]:
 
 def _pre_cache_after_response(token: str) -> None:
     """Fetch the page ``token`` names once the response has been sent (WSGI
-    close), so a client following ``nextToken`` finds it cached."""
+    close), so a client following ``nextToken`` finds it cached.
+
+    Nothing is attached — no Redis command at all — while this process knows
+    the page needs no pre-caching (:func:`_settled_until`)."""
     if not has_request_context():
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if _settled(app).get(token, 0.0) > time.monotonic():
+        return
 
     def pre_cache() -> None:
         with app.app_context():
@@ -651,10 +660,11 @@ def _pre_cache_after_response(token: str) -> None:
 
 
 def _pre_cache(token: str) -> None:
-    # Claim before reading: while the claim stands (every request of a busy
-    # page after the first) this costs one small Redis command, not a read and
-    # parse of the whole page.
+    # Claim before reading: while the claim stands this costs one small Redis
+    # command, not a read and parse of the whole page; and the process then
+    # remembers the page as settled, so its next requests cost nothing.
     if not _claim_pre_cache(token):
+        _settle(token, CLAIM_SEEN_SECONDS)  # another caller has it in hand
         return
     cached, readable = _read_page(token)
     if not readable:
@@ -666,9 +676,27 @@ def _pre_cache(token: str) -> None:
     with _fill_lock(token) as owner:
         if owner:
             try:
-                _fetch(token)
+                _settle(token, _fresh_seconds(_fetch(token), ttl))
             except VendorError as exc:
                 log.info("next page not pre-cached", extra={"vendor_error": exc.code})
+
+
+def _settled(app: Flask) -> dict[str, float]:
+    """This process's memo: page token → ``time.monotonic()`` until which the
+    page needs no pre-caching (fresh, or claimed by another caller)."""
+    memo: dict[str, float] = app.extensions.setdefault("stocks.settled_pages", {})
+    return memo
+
+
+def _settle(token: str, seconds: float) -> None:
+    memo = _settled(current_app)
+    if len(memo) >= SETTLED_MEMO_SIZE:  # tokens are few; a flood of odd ones is dropped
+        memo.clear()
+    memo[token] = time.monotonic() + seconds
+
+
+def _fresh_seconds(cached: CachedPage, ttl: int) -> float:
+    return (cached.fetched_at + timedelta(seconds=ttl) - utcnow()).total_seconds()
 
 
 def _claim_key(token: str) -> str:
@@ -685,10 +713,12 @@ def _claim_pre_cache(token: str) -> bool:
 
 
 def _hold_claim_while_fresh(token: str, cached: CachedPage, ttl: int) -> None:
-    """The page needs no pre-caching until it goes stale: keep the claim that long."""
-    fresh_for = cached.fetched_at + timedelta(seconds=ttl) - utcnow()
+    """The page needs no pre-caching until it goes stale: keep the claim (and
+    this process's memo) that long."""
+    fresh_for = _fresh_seconds(cached, ttl)
+    _settle(token, fresh_for)
     try:
-        redis_store.client.pexpire(_claim_key(token), max(1, int(fresh_for.total_seconds() * 1000)))
+        redis_store.client.pexpire(_claim_key(token), max(1, int(fresh_for * 1000)))
     except RedisError as exc:
         cache.record_failure("cache", exc)
 

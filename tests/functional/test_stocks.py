@@ -244,6 +244,28 @@ def test_a_cached_page_request_reads_one_page_from_redis(
     assert len(reads) == 1
 
 
+def test_busy_cached_pages_cost_one_redis_round_trip_each(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    """Once the next page is known fresh, a cached request reads its page and
+    nothing else: no claim of the next page per request."""
+    for _ in range(3):
+        client.get("/stocks", buffered=True)  # warm: this page, the next one, the claim
+    before = redis_client.info("commandstats")
+
+    for _ in range(20):
+        assert client.get("/stocks", buffered=True).json["meta"]["cache"] == "hit"  # type: ignore[index]
+
+    after = redis_client.info("commandstats")
+    calls = {
+        name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
+        for name in after
+        if after[name]["calls"] != before.get(name, {"calls": 0})["calls"]
+    }
+    calls.pop("cmdstat_info", None)
+    assert calls == {"cmdstat_get": 20}
+
+
 def test_a_page_expires_after_the_ttl(
     client: FlaskClient, simulator: Simulator, later: Callable[[float], None]
 ) -> None:
