@@ -437,8 +437,11 @@ def _search(term: str, offset: int, limit: int) -> StockListing:
     chosen = [symbol for _, symbol in ranked[offset : offset + limit]]
     found = _items_by_symbol(chosen, walked, loads)
     if walked is None and len(found) < len(chosen):
-        # The map lost a symbol or the vendor moved it: find it by walking.
-        found = _items_by_symbol(chosen, _walk(loads), loads)
+        # The map lost a symbol or the vendor moved or dropped it: walk, and
+        # store what the walk saw, so the next search does not walk again.
+        walked = _walk(loads)
+        _store_catalogue(walked)
+        found = _items_by_symbol(chosen, walked, loads)
     items = tuple(found[symbol] for symbol in chosen if symbol in found)
     following = offset + limit if offset + limit < len(ranked) else None
     next_token = None if following is None else _encode({"o": following, "q": _fingerprint(term)})
@@ -469,11 +472,15 @@ def _catalogue(
         entries = [CatalogueEntry(*entry) for entry in stored["stocks"]]
         return entries, parse_vendor_time(stored["builtAt"]), None
     walked = _walk(loads)
+    _store_catalogue(walked)
+    entries = [CatalogueEntry(item.symbol, item.name, item.sector) for item in walked.values()]
+    return entries, utcnow(), walked
+
+
+def _store_catalogue(walked: dict[str, VendorStock]) -> None:
     cache.set_many_json(
         {CATALOGUE_KEY: catalogue_data(walked.values())}, CATALOGUE_RETENTION_SECONDS
     )
-    entries = [CatalogueEntry(item.symbol, item.name, item.sector) for item in walked.values()]
-    return entries, utcnow(), walked
 
 
 def _walk(loads: _Loads) -> dict[str, VendorStock]:

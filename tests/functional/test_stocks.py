@@ -154,6 +154,29 @@ def test_search_before_the_first_refresh_walks_the_catalogue_once(
     assert _list_calls(simulator) == simulator.page_count()
 
 
+def test_a_symbol_the_vendor_dropped_is_walked_for_once(
+    client: FlaskClient, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _get(client, search="AAPL")  # stores the catalogue
+    stored = json.loads(redis_client.get(stocks.CATALOGUE_KEY))  # type: ignore[arg-type]
+    stored["stocks"].append(["ZZGONE", "Gone Corp.", "Energy"])  # delisted since
+    redis_client.set(stocks.CATALOGUE_KEY, json.dumps(stored))
+    loads: list[str | None] = []
+    original = stocks._load_page
+
+    def counted(token: str | None, **kwargs: Any) -> tuple[stocks.CachedPage, str]:
+        loads.append(token)
+        return original(token, **kwargs)
+
+    monkeypatch.setattr(stocks, "_load_page", counted)
+
+    assert _get(client, search="zzgone")["items"] == []
+    walked = len(loads)
+    assert _get(client, search="zzgone")["items"] == []
+    assert walked > 0
+    assert len(loads) == walked  # the second search did not walk again
+
+
 def test_search_refreshes_only_the_pages_holding_stale_matches(
     client: FlaskClient, simulator: Simulator, later: Callable[[float], None]
 ) -> None:
