@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from flask import Response, after_this_request, current_app, has_request_context
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from tenacity import (
     RetryCallState,
@@ -82,6 +83,7 @@ VENDOR_MESSAGE_MAX_LENGTH = 1000
 ABANDONED_AFTER = timedelta(minutes=5)
 ORDER_DEADLINE_SECONDS = ABANDONED_AFTER.total_seconds() / 2
 _RETRY_PENDING_SECONDS = 1
+SWEEP_EVERY_SECONDS = 60.0
 # Writing the outcome is idempotent (it only moves a pending row), so a
 # dropped database connection is retried before the outcome is given up.
 _RECORD_ATTEMPTS = 3
@@ -110,6 +112,7 @@ def buy(
     :raises ServiceError: the attempt's final status when it did not succeed,
         as :func:`result_of` describes it.
     """
+    _sweep_after_response()
     session = db.session()
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
     transaction_id = transactions.claim(
@@ -204,6 +207,35 @@ def finalise_abandoned(older_than: timedelta) -> int:
         BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
         log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
     return len(ids)
+
+
+def _sweep_after_response() -> None:
+    """Run :func:`finalise_abandoned` once the response is out, at most every
+    ``SWEEP_EVERY_SECONDS`` per process, so an attempt a crashed worker left
+    ``pending`` gets its final status within minutes, not at the daily report.
+    Concurrent sweeps are harmless: each row leaves ``pending`` once."""
+    if not has_request_context():
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    last: list[float] = app.extensions.setdefault("buys.last_sweep", [-SWEEP_EVERY_SECONDS])
+    now = time.monotonic()
+    if now - last[0] < SWEEP_EVERY_SECONDS:
+        return
+    last[0] = now
+
+    def sweep() -> None:
+        with app.app_context():
+            try:
+                finalise_abandoned(ABANDONED_AFTER)
+            except SQLAlchemyError as exc:
+                log.warning("sweep of abandoned attempts failed", extra={"error": repr(exc)})
+            finally:
+                db.session.remove()
+
+    @after_this_request
+    def attach(response: Response) -> Response:
+        response.call_on_close(sweep)
+        return response
 
 
 def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int) -> str:

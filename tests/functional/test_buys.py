@@ -32,6 +32,7 @@ from tests.buys_support import (
     STEADY_REPRICE_SECONDS,
     at_price,
     buy_body,
+    claim,
     holdings,
     ledger,
     post_buy,
@@ -637,3 +638,26 @@ def test_an_order_the_vendor_executed_differently_is_unknown_and_credits_nothing
         ("unknown", f"vendor executed 1 AAPL at {price}")
     ]
     assert holdings() == {}
+
+
+def test_a_buy_sweeps_attempts_a_crashed_worker_left_pending(
+    client: FlaskClient, simulator: Simulator
+) -> None:
+    crashed = claim()  # no Idempotency-Key: no retry would ever settle it
+    assert crashed is not None
+    db.session.execute(
+        update(Transaction).values(created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+    response = client.post(
+        "/stocks/AAPL/buy",
+        data=buy_body(simulator.price("AAPL")),
+        content_type="application/json",
+        buffered=True,  # closes the response, as a WSGI server does
+    )
+
+    assert response.status_code == 201
+    statuses = {row.id: (row.status, row.reason) for row in ledger()}
+    assert statuses[crashed] == ("unknown", "interrupted")
+    assert summaries()[("unknown", "interrupted", "AAPL")].count == 1
