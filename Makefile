@@ -31,7 +31,7 @@ run: $(BIN)/.runtime ## start the vendor simulator and the service (SQLite, in-p
 	@mkdir -p instance
 	$(BIN)/flask --app service.wsgi db upgrade
 	@trap 'kill 0 2>/dev/null' EXIT; \
-	  $(BIN)/python -m service.vendor.simulator --port $(VENDOR_PORT) & \
+	  $(BIN)/python -m service.vendorapi.simulator --port $(VENDOR_PORT) & \
 	  echo "service on http://127.0.0.1:$(PORT) — try: curl 'http://127.0.0.1:$(PORT)/stocks?limit=5'"; \
 	  VENDOR_BASE_URL=http://127.0.0.1:$(VENDOR_PORT) PORT=$(PORT) HOST=127.0.0.1 \
 	    $(BIN)/gunicorn -c python:service.gunicorn_conf service.wsgi:app

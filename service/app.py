@@ -16,7 +16,7 @@ from service.extensions import api, db, migrate, redis_store
 from service.logging import register_request_id
 from service.metrics import register_request_metrics
 from service.ratelimit import register_limits
-from service.vendor.client import register_vendor
+from service.vendorapi.client import register_vendor
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 # No use case keeps a transaction open while it waits on anything else (the

@@ -18,14 +18,16 @@ from typing import Any, TypeVar
 
 from flask import current_app
 
-from service.vendor.simulator import SIMULATOR_API_KEY, SIMULATOR_PORT
-
 T = TypeVar("T")
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# The embedded defaults point at the local vendor simulator (`make run`); the
+# simulator takes these too, so one environment serves both.
+SIMULATOR_API_KEY = "simulator-key"
+SIMULATOR_PORT = 8099
 _RATE = re.compile(r"^\s*\d+\s*(/|\s+per\s+)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", re.I)
 
 

@@ -12,7 +12,7 @@ from werkzeug.test import TestResponse
 from service.extensions import db
 from service.models import DailySummary, Holding, Portfolio, Transaction
 from service.repositories import transactions
-from service.vendor.simulator import Simulator
+from service.vendorapi.simulator import Simulator
 
 # Prices hold still for the length of any test (the vendor reprices once per cycle).
 STEADY_REPRICE_SECONDS = 1_000_000

@@ -30,7 +30,7 @@ from flask.testing import FlaskClient
 from service.app import create_app
 from service.config import Settings, normalise_database_url
 from service.extensions import db
-from service.vendor.simulator import (
+from service.vendorapi.simulator import (
     SIMULATOR_API_KEY,
     Simulator,
     SimulatorConfig,

@@ -68,7 +68,7 @@ from service.repositories import summaries, transactions
 from service.schemas.fields import money_text
 from service.services import portfolios
 from service.services.stocks import market_price
-from service.vendor.client import VendorOrder, vendor_client
+from service.vendorapi.client import VendorOrder, vendor_client
 
 log = logging.getLogger(__name__)
 

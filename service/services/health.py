@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import current_settings
 from service.extensions import db, redis_store
-from service.vendor.client import vendor_client
+from service.vendorapi.client import vendor_client
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from service.errors import (
 from service.extensions import redis_store
 from service.metrics import CACHE_REQUESTS
 from service.models.base import utcnow
-from service.vendor.client import (
+from service.vendorapi.client import (
     LIST_ATTEMPTS,
     StockPage,
     VendorStock,

@@ -47,7 +47,7 @@ from service.services.stocks import (
     catalogue_data,
     fetch_page,
 )
-from service.vendor.client import StockPage, VendorStock
+from service.vendorapi.client import StockPage, VendorStock
 
 log = logging.getLogger(__name__)
 

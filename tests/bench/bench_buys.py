@@ -28,7 +28,7 @@ from service.config import Settings
 from service.extensions import db
 from service.services.stocks import quote_key
 from service.services.tokens import refresh_tokens
-from service.vendor.simulator import SIMULATOR_API_KEY, Simulator, SimulatorConfig, serve
+from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorConfig, serve
 from tests.bench.harness import (
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,

@@ -25,7 +25,7 @@ from service.config import Settings
 from service.extensions import redis_store
 from service.schemas.stocks import StockListingSchema
 from service.services import stocks
-from service.vendor.simulator import Simulator, SimulatorConfig, serve
+from service.vendorapi.simulator import Simulator, SimulatorConfig, serve
 from tests.bench import bare_app
 from tests.bench.harness import (
     DEFAULT_REDIS_URL,

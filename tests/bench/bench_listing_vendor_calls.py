@@ -25,7 +25,7 @@ import redis
 
 from service.app import create_app
 from service.config import Settings
-from service.vendor.simulator import Simulator, SimulatorConfig, serve
+from service.vendorapi.simulator import Simulator, SimulatorConfig, serve
 from tests.bench.harness import DEFAULT_REDIS_URL, Goal, print_table
 
 PAGES = 10

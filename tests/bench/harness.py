@@ -31,7 +31,7 @@ import requests
 import sqlalchemy
 
 from service.config import normalise_database_url
-from service.vendor.simulator import SIMULATOR_API_KEY
+from service.vendorapi.simulator import SIMULATOR_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = normalise_database_url(
@@ -172,10 +172,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def simulator_process(**knobs: Any) -> Iterator[str]:
-    """Run ``python -m service.vendor.simulator`` with ``knobs`` (e.g.
+    """Run ``python -m service.vendorapi.simulator`` with ``knobs`` (e.g.
     ``latency=0.05``); yields its base URL."""
     port = free_port()
-    args = [sys.executable, "-m", "service.vendor.simulator", "--port", str(port)]
+    args = [sys.executable, "-m", "service.vendorapi.simulator", "--port", str(port)]
     for name, value in knobs.items():
         if isinstance(value, (list, tuple)):
             value = ",".join(value)

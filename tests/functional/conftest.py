@@ -19,7 +19,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.vendor.simulator import SimulatorServer
+from service.vendorapi.simulator import SimulatorServer
 from tests.bench.harness import RedisServer
 from tests.functional.servers import ROOT, Gunicorn, free_port
 

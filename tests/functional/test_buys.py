@@ -26,8 +26,8 @@ from service.models.base import utcnow
 from service.services import buys
 from service.services.buys import ABANDONED_AFTER
 from service.services.stocks import market_price
-from service.vendor.client import VendorOrder
-from service.vendor.simulator import Simulator
+from service.vendorapi.client import VendorOrder
+from service.vendorapi.simulator import Simulator
 from tests.buys_support import (
     STEADY_REPRICE_SECONDS,
     at_price,
@@ -629,7 +629,7 @@ def test_an_order_the_vendor_executed_differently_is_unknown_and_credits_nothing
     def partial_fill(self: object, symbol: str, price: Decimal, quantity: int) -> VendorOrder:
         return VendorOrder(symbol=symbol, quantity=quantity - 1, price=price, total=price)
 
-    monkeypatch.setattr("service.vendor.client.VendorClient.place_order", partial_fill)
+    monkeypatch.setattr("service.vendorapi.client.VendorClient.place_order", partial_fill)
     response = post_buy(client, price, 2)
 
     assert response.status_code == 502

@@ -16,7 +16,7 @@ from service.extensions import db
 from service.models import Holding
 from service.models.base import utcnow
 from service.services.stocks import quote_key
-from service.vendor.simulator import Simulator
+from service.vendorapi.simulator import Simulator
 from tests.buys_support import STEADY_REPRICE_SECONDS, at_price, post_buy
 from tests.functional.test_health import DEAD_REDIS
 

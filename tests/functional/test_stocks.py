@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 
 from service.models.base import utcnow
 from service.services import stocks
-from service.vendor.client import LIST_ATTEMPTS
-from service.vendor.simulator import Simulator
+from service.vendorapi.client import LIST_ATTEMPTS
+from service.vendorapi.simulator import Simulator
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 TTL = 300  # the default CACHE_TTL_SECONDS

@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 
 from service.services import stocks, tokens
-from service.vendor.simulator import Simulator
+from service.vendorapi.simulator import Simulator
 
 
 def test_refresh_prints_a_summary_and_exits_0(

@@ -16,7 +16,7 @@ from service.models import Transaction
 from service.models.base import utcnow
 from service.services import buys
 from service.services.stocks import Quote
-from service.vendor.simulator import Simulator
+from service.vendorapi.simulator import Simulator
 from tests.buys_support import claim, holdings, ledger, summaries
 
 

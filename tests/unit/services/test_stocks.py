@@ -11,7 +11,7 @@ from flask import Flask
 
 from service.errors import UnknownSymbol, VendorBadResponse
 from service.services import stocks
-from service.vendor.simulator import Simulator
+from service.vendorapi.simulator import Simulator
 
 
 def test_a_price_look_up_warms_the_listing(app: Flask, simulator: Simulator) -> None:

@@ -14,8 +14,8 @@ from tenacity import RetryCallState
 
 from service.errors import AlreadyRunning
 from service.services import stocks, tokens
-from service.vendor.client import StockPage, VendorClient
-from service.vendor.simulator import Simulator
+from service.vendorapi.client import StockPage, VendorClient
+from service.vendorapi.simulator import Simulator
 
 
 def no_wait(_state: RetryCallState) -> float:

@@ -23,7 +23,7 @@ steer a simulator running in another process: ``GET /_sim/orders``,
 ``GET /_sim/stats``, ``GET|POST /_sim/config``, ``POST /_sim/advance``
 (``{"seconds": 300}``) and ``POST /_sim/reset``.
 
-Run it with ``python -m service.vendor.simulator --help``.
+Run it with ``python -m service.vendorapi.simulator --help``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ from types import FrameType, TracebackType
 from typing import Any, NamedTuple, NoReturn, Self, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
-SIMULATOR_API_KEY = "simulator-key"
-SIMULATOR_PORT = 8099
+from service.config import SIMULATOR_API_KEY, SIMULATOR_PORT
 
 OPERATIONS = ("list", "buy")
 """Vendor operations that are counted and that fault knobs may apply to."""
@@ -822,7 +821,7 @@ def _operations_arg(text: str) -> tuple[str, ...]:
 def _parser() -> argparse.ArgumentParser:
     defaults = SimulatorConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m service.vendor.simulator",
+        prog="python -m service.vendorapi.simulator",
         description="Simulated stock vendor API (DESIGN.md section 3). Accepts the key in "
         f"VENDOR_API_KEY, else {SIMULATOR_API_KEY!r}. Admin routes: /_sim/orders, /_sim/stats, "
         "/_sim/config, /_sim/advance, /_sim/reset.",

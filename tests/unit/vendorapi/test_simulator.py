@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from service.vendor.simulator import (
+from service.vendorapi.simulator import (
     SECTORS,
     SIMULATOR_API_KEY,
     Simulator,
@@ -570,7 +570,7 @@ def test_shutdown_closes_kept_alive_connections() -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_command_line_serves_until_stopped(stop: signal.Signals) -> None:
-    command = [sys.executable, "-m", "service.vendor.simulator", "--port", "0"]
+    command = [sys.executable, "-m", "service.vendorapi.simulator", "--port", "0"]
     command += ["--stocks", "30", "--page-size", "10", "--seed", "7"]
     env = {**os.environ, "VENDOR_API_KEY": "cli-key"}
     with subprocess.Popen(

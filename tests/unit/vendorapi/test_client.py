@@ -20,8 +20,8 @@ from service.errors import (
     VendorUnreachable,
 )
 from service.metrics import REDIS_ERRORS, VENDOR_REQUESTS
-from service.vendor.client import VendorClient
-from service.vendor.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
+from service.vendorapi.client import VendorClient
+from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
 
 
 def _no_wait(_state: object) -> float:
