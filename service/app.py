@@ -10,9 +10,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import api as api_package
 from service import jobs
+from service.api.errors import register_error_handlers
 from service.config import Settings
-from service.errors import register_error_handlers
-from service.extensions import api, db, migrate, redis_store
+from service.extensions import db, migrate, redis_store
 from service.logging import register_request_id
 from service.metrics import register_request_metrics
 from service.ratelimit import register_limits
@@ -62,7 +62,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     redis_store.init_app(app, settings.redis_url)
     register_vendor(app, settings)
-    api.init_app(app)
+    api_package.api.init_app(app)
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:

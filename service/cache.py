@@ -1,14 +1,17 @@
 """Redis helpers that fail open: a Redis error is logged, counted and bypassed.
 
-Values are JSON. Every function here returns "nothing cached" instead of
-raising when Redis misbehaves, so callers fall back to the source of truth.
+:func:`redis_guard` is the one place that does so; every other helper here is
+built on it. Values are JSON. Every function here returns "nothing cached"
+instead of raising when Redis misbehaves, so callers fall back to the source
+of truth.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -26,6 +29,31 @@ def record_failure(component: str, exc: RedisError) -> None:
     log.warning("redis unavailable, bypassed", extra={"component": component, "error": repr(exc)})
 
 
+class Guard:
+    """What :func:`redis_guard` saw: ``failed`` once the block raised ``RedisError``."""
+
+    failed = False
+
+
+@contextmanager
+def redis_guard(component: str = "cache") -> Iterator[Guard]:
+    """Fail open: a ``RedisError`` raised in the block is counted, logged and
+    swallowed, and the block ends there; ``guard.failed`` tells the caller.
+
+    ::
+
+        value = None
+        with redis_guard("cache"):
+            value = client.get(key)
+    """
+    guard = Guard()
+    try:
+        yield guard
+    except RedisError as exc:
+        guard.failed = True
+        record_failure(component, exc)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, the encoding of every cached value."""
     return json.dumps(value, separators=(",", ":"))
@@ -33,56 +61,43 @@ def dumps(value: Any) -> str:
 
 def get_json(key: str, component: str = "cache") -> Any | None:
     """The decoded value at ``key``, or ``None`` when absent or Redis fails."""
-    try:
+    raw = None
+    with redis_guard(component):
         raw = redis_store.client.get(key)
-    except RedisError as exc:
-        record_failure(component, exc)
-        return None
     return None if raw is None else json.loads(raw)
 
 
 def get_many_json(keys: Iterable[str], component: str = "cache") -> dict[str, Any]:
     """The decoded values of those ``keys`` that exist (``{}`` when Redis fails)."""
     keys = list(keys)
-    if not keys:
-        return {}
-    try:
-        raws = redis_store.client.mget(keys)
-    except RedisError as exc:
-        record_failure(component, exc)
-        return {}
-    return {key: json.loads(raw) for key, raw in zip(keys, raws, strict=True) if raw is not None}
+    raws: list[Any] = []
+    if keys:
+        with redis_guard(component):
+            raws = redis_store.client.mget(keys)
+    return {key: json.loads(raw) for key, raw in zip(keys, raws, strict=False) if raw is not None}
 
 
 def set_many_json(values: Mapping[str, Any], ttl_seconds: int, component: str = "cache") -> bool:
     """Store ``values`` with one expiry, in one round trip; ``False`` if Redis failed."""
     if not values:
         return True
-    try:
+    with redis_guard(component) as guard:
         pipe = redis_store.client.pipeline(transaction=False)
         for key, value in values.items():
             pipe.set(key, dumps(value), ex=ttl_seconds)
         pipe.execute()
-    except RedisError as exc:
-        record_failure(component, exc)
-        return False
-    return True
+    return not guard.failed
 
 
 def delete(*keys: str, component: str = "cache") -> bool:
     """Delete ``keys``; ``False`` if Redis failed."""
-    try:
+    with redis_guard(component) as guard:
         redis_store.client.delete(*keys)
-    except RedisError as exc:
-        record_failure(component, exc)
-        return False
-    return True
+    return not guard.failed
 
 
 def release(lock: Lock, component: str = "cache") -> None:
     """Release a lock this caller acquired. A lock that expired meanwhile, or a
     Redis failure, is counted and logged: the lock expires on its own."""
-    try:
+    with redis_guard(component):
         lock.release()
-    except RedisError as exc:
-        record_failure(component, exc)

@@ -1,29 +1,22 @@
-"""Domain errors and the one place that turns any error into the JSON envelope.
+"""Domain errors: what went wrong, in the service's own terms.
 
-Services raise :class:`ServiceError` subclasses (never ``abort()``); the
-handlers registered by :func:`register_error_handlers` render every error as
-``{"error": {"code", "message", "details"}}``.
+Services raise :class:`ServiceError` subclasses (never ``abort()``). An error
+carries a machine-readable ``code``, a message for people, ``details`` and,
+where waiting helps, ``retry_after`` seconds. It knows nothing of HTTP:
+:mod:`service.api.errors` is the one place that maps each class to a status
+and the JSON envelope; the jobs turn them into exit codes and one-line messages.
+The vendor's error taxonomy lives in :mod:`service.vendorapi.errors`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from flask import Flask, Response, g, jsonify
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
-
-DATABASE_RETRY_AFTER_SECONDS = 5
-
 
 class ServiceError(Exception):
-    """An error with an HTTP status and a machine-readable ``code``."""
+    """An error with a machine-readable ``code`` and a message for people."""
 
-    status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "Internal server error."
 
@@ -39,19 +32,17 @@ class ServiceError(Exception):
         self.retry_after = retry_after
         super().__init__(self.message)
 
-    @property
-    def http_status(self) -> int:
-        return self.status
-
 
 class InvalidInput(ServiceError):
-    status = 400
+    """The request itself is malformed (``details.fields`` names what)."""
+
     code = "invalid_request"
     default_message = "The request is not valid."
 
 
 class Conflict(ServiceError):
-    status = 409
+    """The request collides with another one still running."""
+
     code = "conflict"
     default_message = "The request conflicts with one in progress."
 
@@ -64,7 +55,8 @@ class AlreadyRunning(Conflict):
 
 
 class Unprocessable(ServiceError):
-    status = 422
+    """A well-formed request that the rules of the market refuse."""
+
     code = "unprocessable"
     default_message = "The request cannot be processed."
 
@@ -91,7 +83,8 @@ class IdempotencyKeyInUse(Conflict):
 
 
 class ServiceUnavailable(ServiceError):
-    status = 503
+    """A dependency is down; the same request may succeed later."""
+
     code = "unavailable"
     default_message = "The service is temporarily unavailable."
 
@@ -120,7 +113,6 @@ class OutcomeNotRecorded(ServiceUnavailable):
 class RateLimited(ServiceError):
     """More requests than ``RATE_LIMIT`` allows in the moving window."""
 
-    status = 429
     code = "rate_limited"
     default_message = "Too many requests; retry after the time in Retry-After."
 
@@ -128,153 +120,8 @@ class RateLimited(ServiceError):
 class TooManyConcurrentRequests(ServiceError):
     """``MAX_CONCURRENT_REQUESTS`` requests are already in flight."""
 
-    status = 429
     code = "too_many_concurrent_requests"
     default_message = "Too many requests in flight; retry after the time in Retry-After."
-
-
-# --- vendor -----------------------------------------------------------------
-
-
-class VendorError(ServiceError):
-    """The vendor did not do what was asked.
-
-    ``retriable``: repeating an order is safe and may help (5xx, or never sent);
-    ``transient``: a read (which is always safe to repeat) may succeed later;
-    ``request_sent``: the vendor may have acted on the request.
-    """
-
-    status = 502
-    code = "vendor_error"
-    default_message = "The market vendor failed."
-    retriable: ClassVar[bool] = False
-    transient: ClassVar[bool] = False
-    request_sent: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        vendor_status: int | None = None,
-        details: Mapping[str, Any] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        self.vendor_status = vendor_status
-        super().__init__(message, details=details, retry_after=retry_after)
-
-
-class VendorRejected(VendorError):
-    """The vendor answered 4xx: the request itself was refused; never retried."""
-
-    status = 400
-    code = "vendor_rejected"
-    default_message = "The vendor rejected the request."
-
-    @property
-    def http_status(self) -> int:
-        return self.vendor_status or self.status
-
-
-class UnknownSymbol(VendorRejected):
-    """The vendor does not list the symbol (its 404, or absent from its catalogue)."""
-
-    status = 404
-    code = "unknown_symbol"
-    default_message = "No such stock."
-
-
-class VendorServerError(VendorError):
-    """The vendor answered 5xx without acting on the request."""
-
-    code = "vendor_server_error"
-    default_message = "The market vendor had an internal error."
-    retriable = True
-    transient = True
-
-
-class VendorGatewayError(VendorError):
-    """A gateway in front of the vendor answered 502 or 504: the vendor itself
-    may have received and executed the request. Reads may be repeated; an
-    order's outcome is unknown and it is never resent."""
-
-    code = "vendor_gateway_error"
-    default_message = "A gateway in front of the market vendor failed."
-    transient = True
-
-
-class OrderDeadlinePassed(VendorError):
-    """The buy ran out of time before its order was sent: nothing was sent, and
-    nothing will be, so the attempt may be finalised without a race."""
-
-    status = 504
-    code = "deadline_passed"
-    default_message = "The market vendor was too slow; nothing was bought."
-    request_sent = False
-
-
-class VendorUnreachable(VendorError):
-    """No connection could be made: the request never left."""
-
-    status = 503
-    code = "vendor_unreachable"
-    default_message = "The market vendor cannot be reached."
-    retriable = True
-    transient = True
-    request_sent = False
-
-
-class VendorTimeout(VendorError):
-    """The request was sent but no answer came in time."""
-
-    status = 504
-    code = "vendor_timeout"
-    default_message = "The market vendor did not answer in time."
-    transient = True
-
-
-class VendorAnswerLost(VendorError):
-    """The connection broke after the request was sent."""
-
-    code = "vendor_answer_lost"
-    default_message = "The connection to the market vendor broke before it answered."
-    transient = True
-
-
-class VendorUnavailable(VendorError):
-    """The vendor could not serve the request even after retries; nothing was executed."""
-
-    code = "vendor_unavailable"
-    default_message = "The market vendor is unavailable; nothing was bought."
-
-
-class OrderOutcomeUnknown(VendorError):
-    """An order was sent but its answer never came: it may have been executed.
-
-    Never resent; the attempt is recorded as ``unknown`` and reported.
-    """
-
-    code = "order_outcome_unknown"
-    default_message = (
-        "The order was sent but the market vendor's answer was lost; it may have been "
-        "executed. It is recorded and will be reconciled; do not simply buy again."
-    )
-
-
-class VendorBadResponse(VendorError):
-    code = "vendor_bad_response"
-    default_message = "The market vendor sent an answer that could not be read."
-
-
-class CircuitOpen(VendorError):
-    """Recent vendor failures opened the circuit; no call was made."""
-
-    status = 503
-    code = "circuit_open"
-    default_message = "The market vendor is failing; try again shortly."
-    request_sent = False
-
-
-# --- reports ----------------------------------------------------------------
 
 
 class ReportDayNotClosed(InvalidInput):
@@ -287,69 +134,5 @@ class ReportDayNotClosed(InvalidInput):
 class MailDeliveryFailed(ServiceError):
     """The mail server (or the outbox) did not take the message."""
 
-    status = 502
     code = "mail_delivery_failed"
     default_message = "The message could not be delivered."
-
-
-# --- rendering --------------------------------------------------------------
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: Mapping[str, Any] | None = None,
-    retry_after: int | None = None,
-) -> Response:
-    """Build the JSON error envelope."""
-    response = jsonify(
-        {"error": {"code": code, "message": message, "details": dict(details or {})}}
-    )
-    response.status_code = status
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(max(1, retry_after))
-    return response
-
-
-def _http_code(exc: HTTPException) -> str:
-    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
-
-
-def handle_service_error(exc: ServiceError) -> Response:
-    return error_response(exc.http_status, exc.code, exc.message, exc.details, exc.retry_after)
-
-
-def handle_http_exception(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    data = getattr(exc, "data", None)
-    if isinstance(data, Mapping) and "messages" in data:
-        # webargs/marshmallow validation: name every bad field.
-        messages = data["messages"]
-        fields = next(iter(messages.values())) if len(messages) == 1 else messages
-        return error_response(
-            400, "invalid_request", "The request is not valid.", {"fields": fields}
-        )
-    response = error_response(status, _http_code(exc), exc.description or exc.name)
-    if status == 405 and exc.get_response().headers.get("Allow"):
-        response.headers["Allow"] = exc.get_response().headers["Allow"]
-    return response
-
-
-def handle_database_down(exc: SQLAlchemyError) -> Response:
-    log.warning("database unavailable", extra={"error": type(exc).__name__})
-    return handle_service_error(DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER_SECONDS))
-
-
-def handle_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-    return error_response(500, "internal_error", "Internal server error.")
-
-
-def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(ServiceError, handle_service_error)
-    app.register_error_handler(HTTPException, handle_http_exception)
-    # Connection-level failures only: a constraint or programming error stays a 500.
-    app.register_error_handler(OperationalError, handle_database_down)
-    app.register_error_handler(InterfaceError, handle_database_down)
-    app.register_error_handler(Exception, handle_unexpected)

@@ -8,25 +8,15 @@ from __future__ import annotations
 from typing import cast
 
 import fakeredis
-import flask_smorest
 import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
-from service.models.base import Base
-from service.schemas.errors import ErrorSchema
-
-
-class Api(flask_smorest.Api):
-    """flask-smorest's Api, documenting our error envelope instead of its own."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-
-db = SQLAlchemy(model_class=Base)
+# The models map onto their own declarative base (service.models.base.Base);
+# Flask-SQLAlchemy provides the engine and the request-scoped session.
+db = SQLAlchemy()
 migrate = Migrate()
-api = Api()
 
 # Short socket timeouts: Redis is an optimisation, so a sick Redis must cost a
 # request milliseconds, not seconds (callers fail open on RedisError).

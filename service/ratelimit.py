@@ -42,9 +42,10 @@ from limits.storage import MemoryStorage, RedisStorage
 from redis import Redis
 from redis.exceptions import RedisError
 
+from service.api.errors import handle_service_error
 from service.cache import record_failure
 from service.config import Settings
-from service.errors import RateLimited, TooManyConcurrentRequests, handle_service_error
+from service.errors import RateLimited, TooManyConcurrentRequests
 from service.metrics import RATE_LIMITED
 
 COMPONENT = "limiter"

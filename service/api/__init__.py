@@ -11,7 +11,7 @@ from flask import Flask, Request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from service.extensions import api
+from service.schemas.errors import ErrorSchema
 
 
 class _Parser(FlaskParser):
@@ -25,6 +25,15 @@ class _Parser(FlaskParser):
         if not is_json_request(req):
             return core.missing
         return json.loads(req.get_data(cache=True).decode("utf-8"), parse_float=Decimal)
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, documenting our error envelope instead of its own."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+api = Api()
 
 
 class Blueprint(flask_smorest.Blueprint):

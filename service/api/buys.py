@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from service.api import Blueprint
-from service.models import Transaction
 from service.schemas.buys import (
     BuyRequestSchema,
     IdempotencyHeaderSchema,
@@ -46,7 +45,7 @@ blp = Blueprint("buys", __name__, description="Buy stocks at a price checked aga
 )
 def buy(
     path: dict[str, Any], headers: dict[str, Any], body: dict[str, Any], **_unvalidated: str
-) -> Transaction:
+) -> object:
     """Buy shares of a stock.
 
     The attempt is recorded before the vendor is called and always ends with a

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Numeric, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -55,11 +54,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
-
-
-def quantize_money(value: Decimal) -> Decimal:
-    """Round an amount to the six decimals the ledger stores."""
-    return value.quantize(Decimal("0.000001"))
 
 
 class Base(DeclarativeBase):

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from service.money import money_text
+
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_CENTS = Decimal("0.01")
-
-
-def money_text(value: Decimal) -> str:
-    """``value`` as the decimal string responses use: at least two decimals,
-    no trailing zeros beyond them (``98.500000`` → ``"98.50"``, ``0.255000`` →
-    ``"0.255"``). Exact: only zeros are dropped."""
-    normal = value.normalize()
-    if normal.as_tuple().exponent > -2:  # type: ignore[operator]
-        normal = value.quantize(_CENTS)
-    return format(normal, "f")
 
 
 class Money(fields.String):

@@ -46,29 +46,31 @@ from tenacity import (
 
 from service.config import current_settings
 from service.errors import (
-    CircuitOpen,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
-    OrderDeadlinePassed,
-    OrderOutcomeUnknown,
     OutcomeNotRecorded,
     PriceOutOfTolerance,
     ServiceError,
-    UnknownSymbol,
-    VendorError,
-    VendorRejected,
-    VendorUnavailable,
 )
 from service.extensions import db
 from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
+from service.money import money_text
 from service.repositories import portfolios as portfolios_repository
 from service.repositories import summaries, transactions
-from service.schemas.fields import money_text
 from service.services import portfolios
 from service.services.stocks import market_price
 from service.vendorapi.client import VendorOrder, vendor_client
+from service.vendorapi.errors import (
+    CircuitOpen,
+    OrderDeadlinePassed,
+    OrderOutcomeUnknown,
+    UnknownSymbol,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from service.config import current_settings
 from service.extensions import db, redis_store
 from service.metrics import CACHE_REQUESTS
 from service.models import Portfolio
-from service.models.base import quantize_money, utcnow
+from service.models.base import utcnow
+from service.money import quantize_money
 from service.repositories import portfolios as portfolios_repository
 from service.services.stocks import Quote, cached_quotes
 

@@ -41,14 +41,7 @@ from redis.exceptions import RedisError
 
 from service import cache
 from service.config import current_settings
-from service.errors import (
-    InvalidInput,
-    ServiceUnavailable,
-    UnknownSymbol,
-    VendorBadResponse,
-    VendorError,
-    VendorRejected,
-)
+from service.errors import InvalidInput, ServiceUnavailable
 from service.extensions import redis_store
 from service.metrics import CACHE_REQUESTS
 from service.models.base import utcnow
@@ -59,6 +52,7 @@ from service.vendorapi.client import (
     parse_vendor_time,
     vendor_client,
 )
+from service.vendorapi.errors import UnknownSymbol, VendorBadResponse, VendorError, VendorRejected
 
 log = logging.getLogger(__name__)
 

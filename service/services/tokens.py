@@ -34,7 +34,7 @@ from tenacity import (
 )
 
 from service import cache
-from service.errors import AlreadyRunning, VendorError, VendorRejected
+from service.errors import AlreadyRunning
 from service.extensions import redis_store
 from service.metrics import state_collector
 from service.models.base import utcnow
@@ -48,6 +48,7 @@ from service.services.stocks import (
     fetch_page,
 )
 from service.vendorapi.client import StockPage, VendorStock
+from service.vendorapi.errors import VendorError, VendorRejected
 
 log = logging.getLogger(__name__)
 

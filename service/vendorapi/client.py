@@ -3,7 +3,7 @@
 Every call has an explicit ``(connect, read)`` timeout, goes through a circuit
 breaker whose state lives in Redis (shared by all workers and pods), is timed
 and counted per operation and outcome, and turns library exceptions into one
-:class:`~service.errors.VendorError` subclass with a machine-readable code.
+:class:`~service.vendorapi.errors.VendorError` subclass with a machine-readable code.
 
 Reads (``list_stocks``) are retried with jittered exponential backoff because
 they are safe to repeat. Orders (``place_order``) are sent exactly once per
@@ -34,7 +34,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from urllib3.exceptions import NewConnectionError
 
 from service.config import Settings
-from service.errors import (
+from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS, state_collector
+from service.vendorapi.errors import (
     CircuitOpen,
     UnknownSymbol,
     VendorAnswerLost,
@@ -46,7 +47,6 @@ from service.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
-from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS, state_collector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,8 +9,8 @@ import redis
 import responses
 from flask import Flask
 
-from service.errors import UnknownSymbol, VendorBadResponse
 from service.services import stocks
+from service.vendorapi.errors import UnknownSymbol, VendorBadResponse
 from service.vendorapi.simulator import Simulator
 
 

@@ -10,7 +10,9 @@ import pytest
 import redis
 import responses
 
-from service.errors import (
+from service.metrics import REDIS_ERRORS, VENDOR_REQUESTS
+from service.vendorapi.client import VendorClient
+from service.vendorapi.errors import (
     CircuitOpen,
     UnknownSymbol,
     VendorAnswerLost,
@@ -19,8 +21,6 @@ from service.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
-from service.metrics import REDIS_ERRORS, VENDOR_REQUESTS
-from service.vendorapi.client import VendorClient
 from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
 
 
@@ -175,7 +175,7 @@ def test_rejections_do_not_open_the_circuit(make_client) -> None:
 
 @responses.activate
 def test_unreadable_page_is_a_bad_response(make_client) -> None:
-    from service.errors import VendorBadResponse
+    from service.vendorapi.errors import VendorBadResponse
 
     responses.get("http://vendor.test/stocks", json={"status": 200, "data": {"items": None}})
     with pytest.raises(VendorBadResponse):
@@ -205,7 +205,7 @@ def test_an_unreadable_item_is_skipped_and_reported(make_client) -> None:
 
 @responses.activate
 def test_a_gateway_502_on_an_order_may_have_executed(make_client) -> None:
-    from service.errors import VendorGatewayError
+    from service.vendorapi.errors import VendorGatewayError
 
     responses.post("http://vendor.test/stocks/AAPL/buy", status=502, body="Bad Gateway")
     with pytest.raises(VendorGatewayError) as caught:

@@ -1,0 +1,128 @@
+"""The one place that turns an error into an HTTP answer.
+
+Every error is the JSON envelope ``{"error": {"code", "message", "details"}}``.
+:data:`STATUSES` maps each domain error class (the nearest listed ancestor
+wins) to its HTTP status; a vendor 4xx keeps the vendor's own status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from service.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    MailDeliveryFailed,
+    RateLimited,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyConcurrentRequests,
+    Unprocessable,
+)
+from service.vendorapi.errors import (
+    CircuitOpen,
+    OrderDeadlinePassed,
+    UnknownSymbol,
+    VendorError,
+    VendorRejected,
+    VendorTimeout,
+    VendorUnreachable,
+)
+
+log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+STATUSES: dict[type[ServiceError], int] = {
+    InvalidInput: 400,
+    Conflict: 409,
+    Unprocessable: 422,
+    RateLimited: 429,
+    TooManyConcurrentRequests: 429,
+    ServiceUnavailable: 503,
+    MailDeliveryFailed: 502,
+    VendorError: 502,
+    VendorRejected: 400,
+    UnknownSymbol: 404,
+    CircuitOpen: 503,
+    VendorUnreachable: 503,
+    VendorTimeout: 504,
+    OrderDeadlinePassed: 504,
+}
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status of ``exc``: a vendor 4xx is passed on as the vendor sent it."""
+    if isinstance(exc, VendorRejected) and exc.vendor_status:
+        return exc.vendor_status
+    for cls in type(exc).__mro__:
+        if cls in STATUSES:
+            return STATUSES[cls]
+    return 500
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    retry_after: int | None = None,
+) -> Response:
+    """Build the JSON error envelope."""
+    response = jsonify(
+        {"error": {"code": code, "message": message, "details": dict(details or {})}}
+    )
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, retry_after))
+    return response
+
+
+def handle_service_error(exc: ServiceError) -> Response:
+    return error_response(status_of(exc), exc.code, exc.message, exc.details, exc.retry_after)
+
+
+def _http_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data = getattr(exc, "data", None)
+    if isinstance(data, Mapping) and "messages" in data:
+        # webargs/marshmallow validation: name every bad field.
+        messages = data["messages"]
+        fields = next(iter(messages.values())) if len(messages) == 1 else messages
+        return error_response(
+            400, "invalid_request", "The request is not valid.", {"fields": fields}
+        )
+    response = error_response(status, _http_code(exc), exc.description or exc.name)
+    if status == 405 and exc.get_response().headers.get("Allow"):
+        response.headers["Allow"] = exc.get_response().headers["Allow"]
+    return response
+
+
+def handle_database_down(exc: SQLAlchemyError) -> Response:
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
+    return handle_service_error(DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER_SECONDS))
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    # Connection-level failures only: a constraint or programming error stays a 500.
+    app.register_error_handler(OperationalError, handle_database_down)
+    app.register_error_handler(InterfaceError, handle_database_down)
+    app.register_error_handler(Exception, handle_unexpected)
