@@ -56,9 +56,9 @@ from service.vendorapi.client import (
     LIST_ATTEMPTS,
     StockPage,
     VendorStock,
-    parse_vendor_time,
     vendor_client,
 )
+from service.vendorapi.wire import parse_vendor_time
 
 log = logging.getLogger(__name__)
 
