@@ -49,10 +49,10 @@ from service.vendorapi.client import (
     LIST_ATTEMPTS,
     StockPage,
     VendorStock,
-    parse_vendor_time,
     vendor_client,
 )
 from service.vendorapi.errors import UnknownSymbol, VendorBadResponse, VendorError, VendorRejected
+from service.vendorapi.wire import parse_vendor_time
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ from service.vendorapi.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
+from service.vendorapi.wire import dumps, parse_vendor_time
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,12 +97,6 @@ class VendorOrder:
     quantity: int
     price: Decimal
     total: Decimal
-
-
-def parse_vendor_time(raw: str) -> datetime:
-    """Parse the vendor's ISO-8601 UTC timestamp (``2026-11-24T23:35:00.000Z``)."""
-    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _decimal(value: Any) -> Decimal:
@@ -226,8 +221,7 @@ class VendorClient:
         :raises CircuitOpen: nothing was sent.
         """
         path = f"/stocks/{quote(symbol, safe='')}/buy"
-        # A JSON number written from the Decimal's own digits: no float on the way.
-        payload = f'{{"price": {price:f}, "quantity": {int(quantity)}}}'
+        payload = dumps({"price": price, "quantity": int(quantity)})
         body = self._call(
             "buy", "POST", path, data=payload, headers={"Content-Type": "application/json"}
         )
