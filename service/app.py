@@ -14,9 +14,11 @@ from service.api.errors import register_error_handlers
 from service.config import Settings
 from service.extensions import db, migrate, redis_store
 from service.logging import register_request_id
-from service.metrics import register_request_metrics
+from service.metrics import register_request_metrics, register_state_collectors
 from service.ratelimit import register_limits
-from service.vendorapi.client import register_vendor
+from service.services.reports import report_metrics
+from service.services.tokens import refresh_state
+from service.vendorapi.client import circuit_state, register_vendor
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 # No use case keeps a transaction open while it waits on anything else (the
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     register_request_id(app)
     register_request_metrics(app)
+    # The CronJobs' pods are never scraped: the web pods export what they leave behind.
+    register_state_collectors(app, circuit_state, refresh_state, report_metrics)
     register_extensions(app, settings)
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)

@@ -30,9 +30,13 @@ def record_failure(component: str, exc: RedisError) -> None:
 
 
 class Guard:
-    """What :func:`redis_guard` saw: ``failed`` once the block raised ``RedisError``."""
+    """What :func:`redis_guard` saw: the ``RedisError`` the block raised, if any."""
 
-    failed = False
+    error: RedisError | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 @contextmanager
@@ -50,7 +54,7 @@ def redis_guard(component: str = "cache") -> Iterator[Guard]:
     try:
         yield guard
     except RedisError as exc:
-        guard.failed = True
+        guard.error = exc
         record_failure(component, exc)
 
 

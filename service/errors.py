@@ -5,7 +5,8 @@ carries a machine-readable ``code``, a message for people, ``details`` and,
 where waiting helps, ``retry_after`` seconds. It knows nothing of HTTP:
 :mod:`service.api.errors` is the one place that maps each class to a status
 and the JSON envelope; the jobs turn them into exit codes and one-line messages.
-The vendor's error taxonomy lives in :mod:`service.vendorapi.errors`.
+:class:`VendorFailure` is the market vendor failing or refusing; its
+taxonomy (may it be resent?) lives in :mod:`service.vendorapi.errors`.
 """
 
 from __future__ import annotations
@@ -136,3 +137,23 @@ class MailDeliveryFailed(ServiceError):
 
     code = "mail_delivery_failed"
     default_message = "The message could not be delivered."
+
+
+class VendorFailure(ServiceError):
+    """The market vendor failed or refused; ``vendor_status`` is its HTTP
+    status when it answered. The subclasses in :mod:`service.vendorapi.errors`
+    say what may be sent again."""
+
+    code = "vendor_error"
+    default_message = "The market vendor failed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        vendor_status: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self.vendor_status = vendor_status
+        super().__init__(message, details=details, retry_after=retry_after)

@@ -1,5 +1,12 @@
 """Prometheus metrics: every metric the service exports is declared here.
 
+Metrics are declared unregistered (``registry=None``) and registered by
+:func:`register_metrics`, which the app factory calls: nothing is exported by
+an import side effect. Gauges that describe shared state (the circuit, the
+jobs' last runs) are read at scrape time by the collectors the app factory
+hands to :func:`register_state_collectors`, so the web pods export what the
+CronJobs (never scraped themselves) leave behind.
+
 Names follow Prometheus conventions: one ``trading_`` prefix, base units,
 counters ending in ``_total``, no unbounded labels (endpoints are Flask
 endpoint names, never raw paths). Under gunicorn the client library's
@@ -30,69 +37,102 @@ HTTP_REQUESTS = Counter(
     "trading_http_requests_total",
     "HTTP requests answered, by method, Flask endpoint and status code.",
     ["method", "endpoint", "status"],
+    registry=None,
 )
 HTTP_DURATION = Histogram(
     "trading_http_request_duration_seconds",
     "Time to answer an HTTP request, by method and Flask endpoint.",
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=None,
 )
 HTTP_IN_FLIGHT = Gauge(
     "trading_http_requests_in_flight",
     "HTTP requests being answered right now.",
     multiprocess_mode="livesum",
+    registry=None,
 )
 VENDOR_REQUESTS = Counter(
     "trading_vendor_requests_total",
     "Calls to the market vendor, by operation and outcome.",
     ["operation", "outcome"],
+    registry=None,
 )
 VENDOR_DURATION = Histogram(
     "trading_vendor_request_duration_seconds",
     "Time of one call to the market vendor, by operation.",
     ["operation"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=None,
 )
 CACHE_REQUESTS = Counter(
     "trading_cache_requests_total",
     "Cache look-ups, by cache and result (hit, miss, stale, error).",
     ["cache", "result"],
+    registry=None,
 )
 REDIS_ERRORS = Counter(
     "trading_redis_errors_total",
     "Redis operations that failed and were bypassed, by component.",
     ["component"],
+    registry=None,
 )
 BUYS = Counter(
     "trading_buys_total",
     "Buy attempts by final status and reason.",
     ["status", "reason"],
+    registry=None,
 )
 BUY_VENDOR_ATTEMPTS = Counter(
     "trading_buy_vendor_attempts_total",
     "Order requests sent to the vendor, by outcome.",
     ["outcome"],
+    registry=None,
 )
 PRICE_CHECK_REJECTIONS = Counter(
     "trading_price_check_rejections_total",
     "Buys rejected because the price was outside the tolerance band.",
+    registry=None,
 )
 RATE_LIMITED = Counter(
     "trading_rate_limited_total",
     "Requests refused with 429, by limit (rate, concurrency).",
     ["limit"],
+    registry=None,
 )
 
-# Collectors that read shared state (Redis, the database) at scrape time; the
-# jobs run in short-lived pods Prometheus never scrapes, so the web pods
-# export what those jobs leave behind.
-_state_collectors: list[Callable[[Flask], Iterable[Metric]]] = []
+ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    HTTP_IN_FLIGHT,
+    VENDOR_REQUESTS,
+    VENDOR_DURATION,
+    CACHE_REQUESTS,
+    REDIS_ERRORS,
+    BUYS,
+    BUY_VENDOR_ATTEMPTS,
+    PRICE_CHECK_REJECTIONS,
+    RATE_LIMITED,
+)
+_registered: set[int] = set()  # ids of the registries ALL_METRICS are in
+
+StateCollector = Callable[[Flask], Iterable[Metric]]
+"""Reads shared state (Redis, the database) at scrape time and yields metric families."""
 
 
-def state_collector(fn: Callable[[Flask], Iterable[Metric]]) -> Callable[[Flask], Iterable[Metric]]:
-    """Register ``fn(app)`` to contribute metric families to every scrape."""
-    _state_collectors.append(fn)
-    return fn
+def register_metrics(registry: CollectorRegistry = REGISTRY) -> None:
+    """Register every metric of the service in ``registry``, once per process
+    (a process may build several apps, each calling this)."""
+    if id(registry) in _registered:
+        return
+    for metric in ALL_METRICS:
+        registry.register(metric)
+    _registered.add(id(registry))
+
+
+def register_state_collectors(app: Flask, *collectors: StateCollector) -> None:
+    """Have ``app``'s ``/metrics`` add the families each collector yields."""
+    app.extensions["metrics.state_collectors"] = collectors
 
 
 class _StateCollector(Collector):
@@ -100,8 +140,8 @@ class _StateCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterable[Metric]:
-        for fn in _state_collectors:
-            yield from fn(self.app)
+        for collect in self.app.extensions.get("metrics.state_collectors", ()):
+            yield from collect(self.app)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -149,7 +189,8 @@ def render(app: Flask) -> Response:
 
 
 def register_request_metrics(app: Flask) -> None:
-    """Count and time every request by Flask endpoint."""
+    """Register the metrics, and count and time every request by Flask endpoint."""
+    register_metrics()
     app.before_request(_start_timer)
     app.after_request(_observe)
     app.teardown_request(_leave)

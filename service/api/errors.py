@@ -25,15 +25,7 @@ from service.errors import (
     ServiceUnavailable,
     TooManyConcurrentRequests,
     Unprocessable,
-)
-from service.vendorapi.errors import (
-    CircuitOpen,
-    OrderDeadlinePassed,
-    UnknownSymbol,
-    VendorError,
-    VendorRejected,
-    VendorTimeout,
-    VendorUnreachable,
+    VendorFailure,
 )
 
 log = logging.getLogger(__name__)
@@ -48,20 +40,27 @@ STATUSES: dict[type[ServiceError], int] = {
     TooManyConcurrentRequests: 429,
     ServiceUnavailable: 503,
     MailDeliveryFailed: 502,
-    VendorError: 502,
-    VendorRejected: 400,
-    UnknownSymbol: 404,
-    CircuitOpen: 503,
-    VendorUnreachable: 503,
-    VendorTimeout: 504,
-    OrderDeadlinePassed: 504,
+    VendorFailure: 502,
 }
+# Vendor failures by their code (the vendor's taxonomy is not the API's business).
+VENDOR_STATUSES: dict[str, int] = {
+    "vendor_rejected": 400,  # or the vendor's own 4xx, passed on
+    "unknown_symbol": 404,
+    "circuit_open": 503,
+    "vendor_unreachable": 503,
+    "vendor_timeout": 504,
+    "deadline_passed": 504,
+}
+_PASSED_ON = frozenset({"vendor_rejected", "unknown_symbol"})
 
 
 def status_of(exc: ServiceError) -> int:
     """The HTTP status of ``exc``: a vendor 4xx is passed on as the vendor sent it."""
-    if isinstance(exc, VendorRejected) and exc.vendor_status:
-        return exc.vendor_status
+    if isinstance(exc, VendorFailure):
+        if exc.code in _PASSED_ON and exc.vendor_status:
+            return exc.vendor_status
+        if exc.code in VENDOR_STATUSES:
+            return VENDOR_STATUSES[exc.code]
     for cls in type(exc).__mro__:
         if cls in STATUSES:
             return STATUSES[cls]

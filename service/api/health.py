@@ -25,4 +25,4 @@ def readyz() -> tuple[Response, int]:
 
 @blp.get("/metrics")
 def metrics_endpoint() -> Response:
-    return metrics.render(current_app._get_current_object())  # type: ignore[attr-defined]
+    return metrics.render(current_app)

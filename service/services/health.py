@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.cache import redis_guard
 from service.config import current_settings
 from service.extensions import db, redis_store
 from service.vendorapi.client import vendor_client
@@ -49,9 +49,8 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_redis() -> dict[str, Any]:
-    try:
+    with redis_guard("health") as guard:
         redis_store.client.ping()
-    except RedisError as exc:
-        log.warning("readiness: redis down", extra={"error": type(exc).__name__})
-        return {"status": "down", "error": type(exc).__name__}
+    if guard.error is not None:
+        return {"status": "down", "error": type(guard.error).__name__}
     return {"status": "up" if current_settings().redis_url else "embedded"}

@@ -17,8 +17,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from service import cache
 from service.config import current_settings
 from service.extensions import db, redis_store
@@ -83,13 +81,11 @@ def invalidate(user_id: str) -> None:
     entry (if Redis still has one) lives at most ``CACHE_TTL_SECONDS``.
     """
     key = _generation_key(user_id)
-    try:
+    with cache.redis_guard("cache"):
         pipe = redis_store.client.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, GENERATION_TTL_SECONDS)
         pipe.execute()
-    except RedisError as exc:
-        cache.record_failure("cache", exc)
 
 
 def _entry_key(user_id: str) -> str:

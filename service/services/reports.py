@@ -31,7 +31,6 @@ from service import mail
 from service.config import current_settings
 from service.errors import ReportDayNotClosed
 from service.extensions import db
-from service.metrics import state_collector
 from service.models import DailySummary, Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.repositories import reports as runs
@@ -359,7 +358,6 @@ def money(value: Decimal) -> str:
     return f"{value:,.{places}f}"
 
 
-@state_collector
 def report_metrics(app: Flask) -> Iterable[Metric]:
     """Export what the report job leaves in ``report_runs`` (the Helm chart alerts on these)."""
     with app.app_context():

@@ -36,7 +36,6 @@ from tenacity import (
 from service import cache
 from service.errors import AlreadyRunning
 from service.extensions import redis_store
-from service.metrics import state_collector
 from service.models.base import utcnow
 from service.services.stocks import (
     CATALOGUE_KEY,
@@ -227,7 +226,6 @@ def _record(summary: RefreshSummary) -> None:
         cache.record_failure("tokens", exc)
 
 
-@state_collector
 def refresh_state(app: Flask) -> Iterator[Metric]:
     """The last runs' records as ``trading_tokens_refresh_*`` gauges.
 

@@ -28,13 +28,13 @@ import requests
 from flask import Flask, current_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis import Redis
-from redis.exceptions import RedisError
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from urllib3.exceptions import NewConnectionError
 
+from service.cache import redis_guard
 from service.config import Settings
-from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS, state_collector
+from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS
 from service.vendorapi.errors import (
     CircuitOpen,
     UnknownSymbol,
@@ -129,19 +129,11 @@ class _BreakerRedisLog:
         log.warning("circuit breaker state unavailable in Redis: " + message, *args)
 
 
-class _SafeRedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage, but constructing it never fails on a Redis
-    outage (the base class writes its initial keys unguarded), and the errors
-    it swallows are counted."""
+class _CountingRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage whose swallowed Redis errors are counted
+    (through its documented ``logger`` attribute)."""
 
     logger = _BreakerRedisLog()  # type: ignore[assignment]
-
-    def _initialize_redis_state(self, state: str) -> None:
-        try:
-            super()._initialize_redis_state(state)
-        except RedisError:
-            REDIS_ERRORS.labels("breaker").inc()
-            log.warning("circuit breaker state not initialised: Redis unavailable")
 
 
 class VendorClient:
@@ -241,7 +233,7 @@ class VendorClient:
 
     def circuit_retry_after(self) -> int:
         """Seconds until the open circuit lets a trial call through (at least 1)."""
-        opened_at = self._breaker()._state_storage.opened_at
+        opened_at = self._storage().opened_at
         if opened_at is None:
             return 1
         remaining = opened_at + timedelta(seconds=self._reset_timeout) - datetime.now(UTC)
@@ -254,18 +246,33 @@ class VendorClient:
         # serialise a worker's threads. The state lives in Redis, so each
         # thread gets its own breaker object over the same shared state.
         breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
-        if breaker is None:
-            storage = _SafeRedisStorage(pybreaker.STATE_CLOSED, self._redis, namespace="vendor")
-            breaker = pybreaker.CircuitBreaker(
-                fail_max=self._fail_max,
-                reset_timeout=self._reset_timeout,
-                exclude=[VendorRejected, VendorBadResponse],
-                state_storage=storage,
-                name="vendor",
-                throw_new_error_on_trip=False,
-            )
+        if breaker is not None:
+            return breaker
+        storage = self._storage()
+        breaker = pybreaker.CircuitBreaker(
+            fail_max=self._fail_max,
+            reset_timeout=self._reset_timeout,
+            exclude=[VendorRejected, VendorBadResponse],
+            state_storage=storage,
+            name="vendor",
+            throw_new_error_on_trip=False,
+        )
+        if isinstance(storage, pybreaker.CircuitRedisStorage):
             self._local.breaker = breaker
         return breaker
+
+    def _storage(self) -> pybreaker.CircuitBreakerStorage:
+        """This thread's view of the shared circuit state. Creating it writes to
+        Redis; while Redis is down the circuit is closed and per call (nothing
+        is kept, so the shared state is picked up again once Redis answers)."""
+        storage: pybreaker.CircuitBreakerStorage | None = getattr(self._local, "storage", None)
+        if storage is None:
+            with redis_guard("breaker"):
+                storage = _CountingRedisStorage(
+                    pybreaker.STATE_CLOSED, self._redis, namespace="vendor"
+                )
+                self._local.storage = storage
+        return storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
 
     def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -353,7 +360,6 @@ def register_vendor(app: Flask, settings: Settings) -> None:
     )
 
 
-@state_collector
 def circuit_state(app: Flask) -> Iterator[Metric]:
     """``trading_vendor_circuit_open``: 1 while the shared circuit is open."""
     client: VendorClient = app.extensions["vendor"]

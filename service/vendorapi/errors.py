@@ -9,13 +9,12 @@ succeed later) and ``request_sent`` (the vendor may have acted on it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from service.errors import ServiceError
+from service.errors import VendorFailure
 
 
-class VendorError(ServiceError):
+class VendorError(VendorFailure):
     """The vendor did not do what was asked.
 
     ``retriable``: repeating an order is safe and may help (5xx, or never sent);
@@ -23,22 +22,9 @@ class VendorError(ServiceError):
     ``request_sent``: the vendor may have acted on the request.
     """
 
-    code = "vendor_error"
-    default_message = "The market vendor failed."
     retriable: ClassVar[bool] = False
     transient: ClassVar[bool] = False
     request_sent: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        vendor_status: int | None = None,
-        details: Mapping[str, Any] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        self.vendor_status = vendor_status
-        super().__init__(message, details=details, retry_after=retry_after)
 
 
 class VendorRejected(VendorError):

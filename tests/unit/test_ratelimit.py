@@ -15,7 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from service.ratelimit import CONCURRENCY_KEY_PREFIX, ConcurrencyLimiter, Slot
+from service.ratelimit import CONCURRENCY_KEY_PREFIX
+from service.ratelimit.leases import ConcurrencyLimiter, Slot
 
 KEY = f"{CONCURRENCY_KEY_PREFIX}:global"
 DEAD_REDIS = "redis://127.0.0.1:1/0"

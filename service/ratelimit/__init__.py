@@ -1,0 +1,144 @@
+"""Global rate and concurrency limits (DESIGN §4), shared by every worker and pod.
+
+Every endpoint except those of :data:`EXEMPT_BLUEPRINTS` (probes, metrics, API
+docs) is guarded by two limits, so a feature blueprint is limited without
+doing anything:
+
+* **rate** — flask-limiter's application-wide limit ``RATE_LIMIT`` on a
+  *moving* window: an exact log of admissions, so a burst cannot double the
+  limit across a window edge. The log lives in Redis (one key for everybody,
+  or one per client address with ``RATE_LIMIT_SCOPE=client``).
+* **concurrency** — at most ``MAX_CONCURRENT_REQUESTS`` in flight: a counting
+  semaphore in Redis whose slots are *leases* (:class:`ConcurrencyLimiter`).
+  A process renews the leases of its running requests from a background
+  thread; a process that dies stops renewing and its slots come back within
+  :data:`LEASE_SECONDS`.
+
+Cost per request: one Redis round trip for the rate limit (the hit also
+returns the window, so the ``RateLimit-*`` headers need no second one), one to
+take a slot and one to give it back.
+
+Redis failures never break a request: the rate limit fails open and the
+concurrency limit falls back to a per-process count; both are logged and
+counted in ``trading_redis_errors_total{component="limiter"}``. Without
+``REDIS_URL`` both limits are per process (memory storage, local counter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from redis import Redis
+
+from service.api.errors import handle_service_error
+from service.config import Settings
+from service.errors import RateLimited, TooManyConcurrentRequests
+from service.metrics import RATE_LIMITED
+from service.ratelimit.leases import LEASE_SECONDS, ConcurrencyLimiter, Slot
+from service.ratelimit.window import RateWindow
+
+__all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "register_limits"]
+
+# Liveness/readiness probes, Prometheus scrapes and the API docs must answer
+# however saturated the API is.
+EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs"})
+# limits' strategies keep different Redis types under their keys: a new
+# strategy needs a new prefix, else the old keys answer WRONGTYPE.
+RATE_KEY_PREFIX = "moving-window-v1"
+RATE_STORAGE_PREFIX = "trading:ratelimit"
+CONCURRENCY_KEY_PREFIX = "trading:concurrency:v1"
+CONCURRENCY_RETRY_AFTER_SECONDS = 1
+
+
+def _exempt() -> bool:
+    return request.blueprint in EXEMPT_BLUEPRINTS
+
+
+def _add_rate_headers(response: Response) -> Response:
+    window: RateWindow | None = g.get("rate_window")
+    if window is not None:
+        response.headers.update(window.headers())
+    return response
+
+
+def _rate_limited(exc: RateLimitExceeded) -> Response:
+    RATE_LIMITED.labels("rate").inc()
+    window: RateWindow | None = g.get("rate_window")
+    return handle_service_error(
+        RateLimited(
+            details={"limit": str(exc.limit.limit)},
+            retry_after=window.reset_in() if window else 1,
+        )
+    )
+
+
+def register_limits(app: Flask, settings: Settings) -> None:
+    """Guard every endpoint outside :data:`EXEMPT_BLUEPRINTS` with both limits.
+
+    Register after the request-id and request-metrics hooks (so a 429 carries
+    a request id and is counted) and after the Redis client. Excess requests
+    get 429 with the error envelope (``rate_limited`` or
+    ``too_many_concurrent_requests``) and ``Retry-After``; every response of
+    a guarded endpoint carries ``RateLimit-Limit``/``-Remaining``/``-Reset``
+    when the rate window is known (not while Redis fails). Nothing is
+    registered when ``RATE_LIMIT_ENABLED`` is false.
+    """
+    if not settings.rate_limit_enabled:
+        return
+    redis: Redis | None = app.extensions["redis"] if settings.redis_url else None
+    client_key = _client_key(settings.rate_limit_scope)
+    limiter = Limiter(
+        client_key,
+        application_limits=[settings.rate_limit],
+        strategy="moving-window",
+        storage_uri="trading+redis://" if redis else "trading+memory://",
+        storage_options=(
+            {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
+            if redis
+            else {}
+        ),
+        key_prefix=RATE_KEY_PREFIX,
+        # flask-limiter's own headers would add Retry-After to admitted
+        # responses and read the window back; _add_rate_headers does neither.
+        headers_enabled=False,
+        # An unforeseen limiter error must not fail the request (Redis errors
+        # never get here: the storage fails open and counts them).
+        swallow_errors=True,
+    )
+    limiter.request_filter(_exempt)
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.after_request(_add_rate_headers)
+
+    concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
+
+    def take_slot() -> None:
+        if request.endpoint is None or _exempt():
+            return
+        slot = concurrency.acquire(f"{CONCURRENCY_KEY_PREFIX}:{client_key()}")
+        if slot is None:
+            RATE_LIMITED.labels("concurrency").inc()
+            raise TooManyConcurrentRequests(
+                details={"limit": concurrency.limit},
+                retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
+            )
+        g.concurrency_slot = slot
+
+    def give_slot(_exc: BaseException | None) -> None:
+        slot: Slot | None = g.pop("concurrency_slot", None)
+        if slot is not None:
+            concurrency.release(slot)
+
+    app.before_request(take_slot)
+    app.teardown_request(give_slot)
+
+
+def _client_key(scope: str) -> Callable[[], str]:
+    """The limits' bucket: one for everybody, or the client's address
+    (``X-Forwarded-For`` is trusted through ``TRUSTED_PROXIES``, see create_app)."""
+    if scope == "client":
+        return lambda: request.remote_addr or "unknown"
+    return lambda: "global"

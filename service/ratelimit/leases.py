@@ -1,0 +1,153 @@
+"""The concurrency limit: a counting semaphore in Redis whose slots are leases.
+
+A process renews the leases of its running requests from a background thread;
+a process that dies stops renewing and its slots come back within
+:data:`LEASE_SECONDS`. Redis errors fall back to a per-process count.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis import Redis
+
+from service.cache import redis_guard
+
+COMPONENT = "limiter"
+# A slot held by a dead process is free again after at most this long.
+LEASE_SECONDS = 3.0
+
+_HOST = socket.gethostname()
+
+# KEYS[1]: holder ids scored by lease expiry (ms, Redis clock).
+# ARGV: holder, limit, lease (ms). Expired leases are dropped first.
+_SLOT_ACQUIRE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS[i]: the set of holder ARGV[i + 1]; ARGV[1]: lease (ms). Only leases
+# still present are extended (XX): an expired one stays given back.
+_SLOT_RENEW = """
+local clock = redis.call('TIME')
+local expires = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    + tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    redis.call('ZADD', key, 'XX', expires, ARGV[i + 1])
+    redis.call('PEXPIRE', key, ARGV[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place taken in the concurrency limit, to be given back with
+    :meth:`ConcurrencyLimiter.release`."""
+
+    key: str
+    holder: str | None  # member of the Redis set; None: counted in this process
+
+
+class ConcurrencyLimiter:
+    """A counting semaphore: at most ``limit`` slots held at once per key.
+
+    With ``redis`` the slots are shared by every process: per key a sorted
+    set of holder ids (``host:pid:random``) scored by lease expiry on Redis's
+    clock. Taking a slot drops expired leases, counts and adds in one Lua
+    script; giving it back is one ``ZREM``. While a process holds slots a
+    daemon thread renews their leases every third of the lease, so only a
+    process that stopped running loses them.
+
+    Without ``redis``, or for a call during which Redis fails, slots are
+    counted in this process against the same ``limit``.
+    """
+
+    def __init__(
+        self, limit: int, redis: Redis | None, *, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
+        self.limit = limit
+        self._redis = redis
+        self._lease_ms = int(lease_seconds * 1000)
+        self._renew_every = lease_seconds / 3
+        self._lock = threading.Lock()
+        self._local: dict[str, int] = {}
+        self._held: dict[str, str] = {}  # holder -> key, slots this process holds in Redis
+        self._renewer: threading.Thread | None = None
+        if redis is not None:
+            self._acquire_script = redis.register_script(_SLOT_ACQUIRE)
+            self._renew_script = redis.register_script(_SLOT_RENEW)
+
+    def acquire(self, key: str) -> Slot | None:
+        """Take a slot of ``key``; ``None`` when all ``limit`` are held."""
+        if self._redis is not None:
+            holder = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+            taken = None
+            with redis_guard(COMPONENT):
+                taken = self._acquire_script([key], [holder, self.limit, self._lease_ms])
+            if taken is not None:
+                if not taken:
+                    return None
+                self._hold(holder, key)
+                return Slot(key, holder)
+        with self._lock:
+            held = self._local.get(key, 0)
+            if held >= self.limit:
+                return None
+            self._local[key] = held + 1
+        return Slot(key, None)
+
+    def release(self, slot: Slot) -> None:
+        """Give ``slot`` back. If Redis fails it is freed when its lease ends."""
+        with self._lock:
+            if slot.holder is None:
+                self._local[slot.key] -= 1
+                if not self._local[slot.key]:
+                    del self._local[slot.key]
+                return
+            del self._held[slot.holder]
+        assert self._redis is not None  # a Redis slot came from Redis
+        with redis_guard(COMPONENT):
+            self._redis.zrem(slot.key, slot.holder)
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every slot this process holds, in one round trip."""
+        with self._lock:
+            held = list(self._held.items())
+        if not held:
+            return
+        with redis_guard(COMPONENT):
+            self._renew_script(
+                [key for _, key in held], [self._lease_ms, *(holder for holder, _ in held)]
+            )
+
+    def _hold(self, holder: str, key: str) -> None:
+        with self._lock:
+            self._held[holder] = key
+            # Not alive also after a fork: each process runs its own renewer.
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(
+                    target=self._renew_while_held, name="lease-renewer", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_while_held(self) -> None:
+        while True:
+            time.sleep(self._renew_every)
+            with self._lock:
+                if not self._held:
+                    self._renewer = None
+                    return
+            self.renew_leases()
