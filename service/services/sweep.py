@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,7 +29,7 @@ from service.services.orders import ABANDONED_AFTER, Outcome
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
-LAST_SUCCESS_KEY = "buys:sweep:last_success"
+LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful run
 
 
 def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
@@ -71,7 +71,7 @@ def sweep() -> int:
     """
     finalised = finalise_abandoned()
     with redis_guard("sweep"):
-        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().isoformat())
+        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp())
     return finalised
 
 
@@ -87,8 +87,8 @@ def sweep_state(app: Flask) -> Iterator[Metric]:
         "When the last successful sweep of abandoned buy attempts finished (Unix time).",
     )
     raw = None
-    with redis_guard("metrics"):
-        raw = app.extensions["redis"].get(LAST_SUCCESS_KEY)
+    with app.app_context(), redis_guard("metrics"):
+        raw = redis_store.client.get(LAST_SUCCESS_KEY)
     if raw is not None:
-        last_success.add_metric([], datetime.fromisoformat(raw.decode()).timestamp())
+        last_success.add_metric([], float(raw))
     yield last_success
