@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from service.extensions import db
 from service.models import DailySummary, Holding, Portfolio, Transaction
+from service.models.base import utcnow
 from service.repositories import transactions
 from service.vendorapi.simulator import Simulator
 
@@ -49,6 +51,21 @@ def claim(key: str | None = None, user_id: str = "alice") -> int | None:
         db.session(),
         {**order, "user_id": user_id, "idempotency_key": key, "request_fingerprint": "f"},
     )
+
+
+def pending(user_id: str = "alice", *, age: timedelta) -> int:
+    """A committed pending attempt (as :func:`claim`) created ``age`` ago: what
+    a worker that crashed mid-buy leaves behind."""
+    session = db.session()
+    transaction_id = claim(user_id=user_id)
+    assert transaction_id is not None
+    session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id)
+        .values(created_at=utcnow() - age)
+    )
+    session.commit()
+    return transaction_id
 
 
 def ledger() -> list[Transaction]:

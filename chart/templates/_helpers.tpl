@@ -52,7 +52,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Labels and selector labels of one component (web, migrate, report, tokens).
+Labels and selector labels of one component (web, migrate, report, sweep, tokens).
 Every workload selects on its component, so the Service, the PDB and the HPA
 only ever see web pods. Call with (dict "context" $ "component" "web").
 */}}

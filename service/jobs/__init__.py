@@ -13,6 +13,6 @@ def register_commands(app: Flask) -> None:
 
 
 def _command_groups() -> list[click.Group]:
-    from service.jobs import reports, tokens
+    from service.jobs import buys, reports, tokens
 
-    return [reports.report, tokens.cli]
+    return [buys.cli, reports.report, tokens.cli]

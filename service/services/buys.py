@@ -18,8 +18,9 @@ A buy runs in three steps, and only the middle one talks to the vendor:
 
 The HTTP answer is derived from the final row by :func:`result_of`, which also
 answers replays, so a replay is identical to the first answer by construction.
-A worker killed between steps 1 and 3 leaves a ``pending`` row behind;
-:func:`finalise_abandoned` ends such rows as ``unknown``.
+The vendor order itself (retries, deadline, attempts) is
+:mod:`service.services.orders`. A worker killed between steps 1 and 3 leaves a
+``pending`` row behind; :mod:`service.services.sweep` ends such rows as ``unknown``.
 """
 
 from __future__ import annotations
@@ -27,22 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from flask import Response, after_this_request, current_app, has_request_context
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_fixed,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from service.config import current_settings
 from service.errors import (
@@ -53,18 +44,18 @@ from service.errors import (
     ServiceError,
 )
 from service.extensions import db
-from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
+from service.metrics import BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.money import money_text
 from service.repositories import portfolios as portfolios_repository
 from service.repositories import summaries, transactions
-from service.services import portfolios
+from service.services import portfolios, sweep
+from service.services.orders import ABANDONED_AFTER, Order, Outcome, failure, order_deadline
 from service.services.stocks import market_price
-from service.vendorapi.client import VendorOrder, vendor_client
+from service.vendorapi.client import vendor_client
 from service.vendorapi.errors import (
     CircuitOpen,
-    OrderDeadlinePassed,
     OrderOutcomeUnknown,
     UnknownSymbol,
     VendorError,
@@ -75,17 +66,9 @@ from service.vendorapi.errors import (
 log = logging.getLogger(__name__)
 
 PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
-INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
 INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
 VENDOR_ORDER_MISMATCH = "vendor_order_mismatch"  # executed, but not the order sent
-VENDOR_MESSAGE_MAX_LENGTH = 1000
-# A ``pending`` attempt older than this belongs to a worker that died or could
-# not write its outcome. A live buy never sends an order after half of it
-# (ORDER_DEADLINE), so finalising such a row can never race an order.
-ABANDONED_AFTER = timedelta(minutes=5)
-ORDER_DEADLINE_SECONDS = ABANDONED_AFTER.total_seconds() / 2
 _RETRY_PENDING_SECONDS = 1
-SWEEP_EVERY_SECONDS = 60.0
 # Writing the outcome is idempotent (it only moves a pending row), so a
 # dropped database connection is retried before the outcome is given up.
 _RECORD_ATTEMPTS = 3
@@ -114,7 +97,6 @@ def buy(
     :raises ServiceError: the attempt's final status when it did not succeed,
         as :func:`result_of` describes it.
     """
-    _sweep_after_response()
     session = db.session()
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
     transaction_id = transactions.claim(
@@ -132,13 +114,13 @@ def buy(
         assert idempotency_key is not None  # only a repeated key stops a claim
         return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint))
     session.commit()
-    deadline = time.monotonic() + ORDER_DEADLINE_SECONDS
+    deadline = order_deadline()
     try:
         outcome = _trade(symbol, price, quantity, deadline)
     except Exception:
         # The order may have been sent: record that we cannot tell.
         log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
-        outcome = _Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
+        outcome = Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
     try:
         finished = _record(transaction_id, outcome)
     except SQLAlchemyError as exc:
@@ -157,7 +139,7 @@ def buy(
     return result_of(finished)
 
 
-def _record(transaction_id: int, outcome: _Outcome) -> Transaction:
+def _record(transaction_id: int, outcome: Outcome) -> Transaction:
     """:func:`_finish`, again after a dropped database connection."""
     retrying = Retrying(
         retry=retry_if_exception_type((OperationalError, InterfaceError)),
@@ -185,61 +167,6 @@ def result_of(transaction: Transaction) -> Transaction:
     raise _error_of(transaction)
 
 
-def finalise_abandoned(older_than: timedelta) -> int:
-    """End attempts left ``pending`` for longer than ``older_than`` (their worker
-    died) as ``unknown`` with reason ``interrupted``, updating the daily summaries.
-
-    ``older_than`` must exceed the longest a buy can take (the gunicorn request
-    timeout), or a live buy would lose its result. Safe to run concurrently with
-    buys and with itself: each row leaves ``pending`` once.
-
-    :returns: how many attempts it finalised.
-    """
-    session = db.session()
-    now = utcnow()
-    abandoned = _Outcome(TransactionStatus.UNKNOWN, INTERRUPTED)
-    rows = transactions.finalise_pending_before(
-        session, now - older_than, abandoned.ledger_values(now)
-    )
-    for row in rows:
-        summaries.add_final(session, row)
-    ids = [row.id for row in rows]  # read before the commit expires the rows
-    session.commit()
-    if ids:
-        BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
-        log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
-    return len(ids)
-
-
-def _sweep_after_response() -> None:
-    """Run :func:`finalise_abandoned` once the response is out, at most every
-    ``SWEEP_EVERY_SECONDS`` per process, so an attempt a crashed worker left
-    ``pending`` gets its final status within minutes, not at the daily report.
-    Concurrent sweeps are harmless: each row leaves ``pending`` once."""
-    if not has_request_context():
-        return
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    last: list[float] = app.extensions.setdefault("buys.last_sweep", [-SWEEP_EVERY_SECONDS])
-    now = time.monotonic()
-    if now - last[0] < SWEEP_EVERY_SECONDS:
-        return
-    last[0] = now
-
-    def sweep() -> None:
-        with app.app_context():
-            try:
-                finalise_abandoned(ABANDONED_AFTER)
-            except SQLAlchemyError as exc:
-                log.warning("sweep of abandoned attempts failed", extra={"error": repr(exc)})
-            finally:
-                db.session.remove()
-
-    @after_this_request
-    def attach(response: Response) -> Response:
-        response.call_on_close(sweep)
-        return response
-
-
 def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int) -> str:
     """SHA-256 of the canonical request: equal for equal requests however the
     price was written (``98.5``, ``"98.50"``)."""
@@ -264,32 +191,6 @@ def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
 # --- the steps ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """How an attempt ended, as it goes into the ledger."""
-
-    status: TransactionStatus
-    reason: str | None = None
-    market_price: Decimal | None = None
-    order: VendorOrder | None = None
-    vendor_status: int | None = None
-    vendor_message: str | None = None
-    attempts: int = 0
-
-    def ledger_values(self, now: datetime) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "reason": self.reason,
-            "market_price": self.market_price,
-            "executed_price": self.order.price if self.order else None,
-            "total": self.order.total if self.order else None,
-            "vendor_status": self.vendor_status,
-            "vendor_message": self.vendor_message,
-            "attempts": self.attempts,
-            "completed_at": now,
-        }
-
-
 def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Transaction:
     earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.request_fingerprint != fingerprint:
@@ -298,8 +199,8 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
         utcnow() - ABANDONED_AFTER
     ):
         # Its worker died or could not record the outcome: end it now rather
-        # than answering 409 until the daily sweep.
-        finalise_abandoned(ABANDONED_AFTER)
+        # than answering 409 until the next sweep.
+        sweep.finalise_abandoned()
         earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.status == TransactionStatus.PENDING:
         raise IdempotencyKeyInUse(
@@ -308,28 +209,26 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
     return earlier
 
 
-def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> _Outcome:
+def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> Outcome:
     """Check the price against the market and place the order (no database use)."""
     try:
         quote = market_price(symbol)
     except VendorError as exc:
-        return _failure(exc, order_sent=False)
+        return failure(exc, order_sent=False)
     low, high = price_band(quote.price, current_settings().price_tolerance)
     if not low <= price <= high:
         PRICE_CHECK_REJECTIONS.inc()
-        return _Outcome(
-            TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price
-        )
-    order = _Order(symbol, price, quantity, deadline)
+        return Outcome(TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price)
+    order = Order(symbol, price, quantity, deadline)
     try:
         placed = order.place()
     except VendorError as exc:
-        failure = _failure(exc, order_sent=True)
-        return replace(failure, market_price=quote.price, attempts=order.attempts)
+        failed = failure(exc, order_sent=True)
+        return replace(failed, market_price=quote.price, attempts=order.attempts)
     if (placed.symbol, placed.quantity) != (symbol, quantity):
         # Something was executed, but not what was asked: credit nothing and
         # leave it to reconciliation rather than guess a holding.
-        return _Outcome(
+        return Outcome(
             TransactionStatus.UNKNOWN,
             VENDOR_ORDER_MISMATCH,
             market_price=quote.price,
@@ -337,7 +236,7 @@ def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> _Outc
             vendor_message=f"vendor executed {placed.quantity} {placed.symbol} at {placed.price}",
             attempts=order.attempts,
         )
-    return _Outcome(
+    return Outcome(
         TransactionStatus.SUCCEEDED,
         market_price=quote.price,
         order=placed,
@@ -346,71 +245,7 @@ def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> _Outc
     )
 
 
-class _Order:
-    """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe."""
-
-    def __init__(self, symbol: str, price: Decimal, quantity: int, deadline: float) -> None:
-        self.symbol = symbol
-        self.price = price
-        self.quantity = quantity
-        self.deadline = deadline  # time.monotonic() after which nothing is sent
-        self.attempts = 0  # calls that got past the circuit breaker
-
-    def place(self) -> VendorOrder:
-        """:raises VendorError: the last attempt's error."""
-        delays = current_settings().vendor_retry_delays
-
-        def wait(state: RetryCallState) -> float:
-            # tenacity asks for the wait before it checks the stop condition
-            return delays[state.attempt_number - 1] if state.attempt_number <= len(delays) else 0
-
-        retrying = Retrying(
-            # 5xx or never sent: the vendor executed nothing. A lost answer, a
-            # timeout or a 4xx is final; an open circuit fails at once.
-            retry=retry_if_exception(lambda exc: isinstance(exc, VendorError) and exc.retriable),
-            stop=stop_after_attempt(len(delays) + 1),
-            wait=wait,
-            reraise=True,
-        )
-        return retrying(self._attempt)
-
-    def _attempt(self) -> VendorOrder:
-        if time.monotonic() > self.deadline:
-            raise OrderDeadlinePassed()
-        outcome = "ok"
-        try:
-            return vendor_client().place_order(self.symbol, self.price, self.quantity)
-        except VendorError as exc:
-            outcome = exc.code
-            raise
-        finally:
-            if outcome != CircuitOpen.code:
-                self.attempts += 1
-                BUY_VENDOR_ATTEMPTS.labels(outcome).inc()
-
-
-def _failure(exc: VendorError, *, order_sent: bool) -> _Outcome:
-    """The final status and reason of an attempt the vendor failed.
-
-    ``order_sent``: the error came from placing the order (else from the price look-up).
-    """
-    if isinstance(exc, UnknownSymbol | CircuitOpen | OrderDeadlinePassed) or (
-        order_sent and isinstance(exc, VendorRejected)
-    ):
-        status, reason = TransactionStatus.FAILED, exc.code
-    elif order_sent and exc.request_sent and not exc.retriable:
-        status, reason = TransactionStatus.UNKNOWN, exc.code  # timeout, lost answer …
-    else:
-        status, reason = TransactionStatus.FAILED, VendorUnavailable.code
-    return _Outcome(
-        status,
-        reason,
-        vendor_status=exc.vendor_status,
-        vendor_message=exc.message[:VENDOR_MESSAGE_MAX_LENGTH],
-    )
-
-
-def _finish(transaction_id: int, outcome: _Outcome) -> Transaction:
+def _finish(transaction_id: int, outcome: Outcome) -> Transaction:
     """Write the outcome (ledger row, summary, holding) in one database transaction."""
     session = db.session()
     row = transactions.finalise(session, transaction_id, outcome.ledger_values(utcnow()))

@@ -34,7 +34,7 @@ from service.extensions import db
 from service.models import DailySummary, Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.repositories import reports as runs
-from service.services.buys import ABANDONED_AFTER, finalise_abandoned
+from service.services.sweep import finalise_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     try:
         # Attempts whose worker died mid-buy get their final status (unknown)
         # first, in their own transaction: the day is then read from one snapshot.
-        finalise_abandoned(ABANDONED_AFTER)
+        finalise_abandoned()
         with tempfile.TemporaryDirectory(prefix="report-") as workdir:
             report, attachment = _read_day(day, Path(workdir))
             message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"

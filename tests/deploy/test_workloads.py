@@ -26,9 +26,14 @@ WEB_COMMAND = ["gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:a
 MIGRATE_COMMAND = ["flask", "--app", "service.wsgi", "db", "upgrade"]
 CRONJOB_COMMANDS = {
     "stock-trading-report": ["flask", "--app", "service.wsgi", "report", "send"],
+    "stock-trading-sweep": ["flask", "--app", "service.wsgi", "buys", "sweep"],
     "stock-trading-tokens": ["flask", "--app", "service.wsgi", "tokens", "refresh"],
 }
-CRONJOB_SCHEDULES = {"stock-trading-report": "5 0 * * *", "stock-trading-tokens": "0 0 * * *"}
+CRONJOB_SCHEDULES = {
+    "stock-trading-report": "5 0 * * *",
+    "stock-trading-sweep": "* * * * *",
+    "stock-trading-tokens": "0 0 * * *",
+}
 HOOK = "helm.sh/hook"
 
 
@@ -110,7 +115,7 @@ def test_writable_directories_are_empty_dirs(release: helm.Release) -> None:
 
 def test_every_workload_selects_on_its_own_component(release: helm.Release) -> None:
     components = [meta["labels"][COMPONENT] for _, meta, _ in workloads(release)]
-    assert set(components) <= {"web", "migrate", "report", "tokens"}
+    assert set(components) <= {"web", "migrate", "report", "sweep", "tokens"}
     assert len(components) == len(set(components)), components
     deployment = release.get("Deployment", "stock-trading")
     assert deployment["spec"]["selector"]["matchLabels"][COMPONENT] == "web"

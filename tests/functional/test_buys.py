@@ -24,7 +24,7 @@ from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction
 from service.models.base import utcnow
 from service.services import buys
-from service.services.buys import ABANDONED_AFTER
+from service.services.orders import ABANDONED_AFTER
 from service.services.stocks import market_price
 from service.vendorapi.client import VendorOrder
 from service.vendorapi.simulator import Simulator
@@ -32,7 +32,6 @@ from tests.buys_support import (
     STEADY_REPRICE_SECONDS,
     at_price,
     buy_body,
-    claim,
     holdings,
     ledger,
     post_buy,
@@ -611,7 +610,7 @@ def test_no_order_is_sent_once_the_buy_is_past_its_deadline(
 ) -> None:
     # A buy slower than its deadline could meet the sweep of abandoned attempts:
     # it must give up before sending, so the sweep never races a live order.
-    monkeypatch.setattr("service.services.buys.ORDER_DEADLINE_SECONDS", -1.0)
+    monkeypatch.setattr("service.services.orders.ORDER_DEADLINE_SECONDS", -1.0)
 
     response = post_buy(client, simulator.price("AAPL"), 1)
 
@@ -638,26 +637,3 @@ def test_an_order_the_vendor_executed_differently_is_unknown_and_credits_nothing
         ("unknown", f"vendor executed 1 AAPL at {price}")
     ]
     assert holdings() == {}
-
-
-def test_a_buy_sweeps_attempts_a_crashed_worker_left_pending(
-    client: FlaskClient, simulator: Simulator
-) -> None:
-    crashed = claim()  # no Idempotency-Key: no retry would ever settle it
-    assert crashed is not None
-    db.session.execute(
-        update(Transaction).values(created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1))
-    )
-    db.session.commit()
-
-    response = client.post(
-        "/stocks/AAPL/buy",
-        data=buy_body(simulator.price("AAPL")),
-        content_type="application/json",
-        buffered=True,  # closes the response, as a WSGI server does
-    )
-
-    assert response.status_code == 201
-    statuses = {row.id: (row.status, row.reason) for row in ledger()}
-    assert statuses[crashed] == ("unknown", "interrupted")
-    assert summaries()[("unknown", "interrupted", "AAPL")].count == 1

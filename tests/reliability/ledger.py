@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from service.app import create_app
 from service.config import Settings
 from service.extensions import db
-from service.services.buys import finalise_abandoned
+from service.services.sweep import finalise_abandoned
 from tests.bench.harness import LoadResult, load, vendor_quotes
 from tests.reliability.rig import Rig
 

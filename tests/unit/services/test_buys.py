@@ -1,4 +1,4 @@
-"""The buy service: abandoned attempts, unexpected errors, fingerprints and the price band."""
+"""The buy service: a late finish, unexpected errors, fingerprints and the price band."""
 
 from __future__ import annotations
 
@@ -8,45 +8,12 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
 
-from service.extensions import db
-from service.models import Transaction
-from service.models.base import utcnow
-from service.services import buys
+from service.services import buys, sweep
 from service.services.stocks import Quote
 from service.vendorapi.errors import OrderOutcomeUnknown
 from service.vendorapi.simulator import Simulator
-from tests.buys_support import claim, holdings, ledger, summaries
-
-
-def _pending(user_id: str = "alice", *, age: timedelta) -> int:
-    """A committed pending attempt created ``age`` ago."""
-    session = db.session()
-    transaction_id = claim(user_id=user_id)
-    assert transaction_id is not None
-    session.execute(
-        update(Transaction)
-        .where(Transaction.id == transaction_id)
-        .values(created_at=utcnow() - age)
-    )
-    session.commit()
-    return transaction_id
-
-
-def test_abandoned_attempts_end_unknown_once_and_are_summarised(app: Flask) -> None:
-    old = _pending(age=timedelta(minutes=30))
-    young = _pending(age=timedelta(seconds=5))
-
-    assert buys.finalise_abandoned(timedelta(minutes=10)) == 1
-    assert buys.finalise_abandoned(timedelta(minutes=10)) == 0
-
-    by_id = {row.id: row for row in ledger()}
-    assert (by_id[old].status, by_id[old].reason) == ("unknown", "interrupted")
-    assert by_id[old].completed_at is not None
-    assert by_id[young].status == "pending"
-    summary = summaries()[("unknown", "interrupted", "AAPL")]
-    assert (summary.count, summary.quantity, summary.amount) == (1, 2, Decimal("21"))
+from tests.buys_support import holdings, ledger, summaries
 
 
 def test_a_buy_finishing_after_its_attempt_was_abandoned_keeps_the_first_final_status(
@@ -58,7 +25,7 @@ def test_a_buy_finishing_after_its_attempt_was_abandoned_keeps_the_first_final_s
         # Meanwhile, another process (the report job) finalises every pending row.
         def janitor() -> None:
             with app.app_context():
-                buys.finalise_abandoned(timedelta(0))
+                sweep.finalise_abandoned(timedelta(0))
 
         thread = threading.Thread(target=janitor)
         thread.start()

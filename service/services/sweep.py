@@ -1,0 +1,94 @@
+"""The sweep of abandoned buy attempts (DESIGN §6, ``buys sweep``).
+
+A worker killed between a buy's claim and its finish, or one that could not
+write the outcome, leaves a ``pending`` row. :func:`finalise_abandoned` ends
+such rows as ``unknown`` (``interrupted``). The ``buys sweep`` CronJob runs
+:func:`sweep` every minute and records each successful run in Redis, which
+the web pods export through :func:`sweep_state` (the job's own pod is never
+scraped). The report job and an idempotent replay call
+:func:`finalise_abandoned` too, when they must not read a stale ``pending``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+from flask import Flask
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from service.cache import redis_guard
+from service.extensions import db, redis_store
+from service.metrics import BUYS
+from service.models import TransactionStatus
+from service.models.base import utcnow
+from service.repositories import summaries, transactions
+from service.services.orders import ABANDONED_AFTER, Outcome
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
+LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful run
+
+
+def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
+    """End attempts left ``pending`` for longer than ``older_than`` (their worker
+    died) as ``unknown`` with reason ``interrupted``, updating the daily summaries.
+
+    ``older_than`` must exceed the longest a buy can take (the default does:
+    no order is sent after half of it), or a live buy would lose its result.
+    Safe to run concurrently with buys and with itself: each row leaves
+    ``pending`` once.
+
+    :returns: how many attempts it finalised.
+    :raises SQLAlchemyError: the database could not be read or written.
+    """
+    session = db.session()
+    now = utcnow()
+    abandoned = Outcome(TransactionStatus.UNKNOWN, INTERRUPTED)
+    rows = transactions.finalise_pending_before(
+        session, now - older_than, abandoned.ledger_values(now)
+    )
+    for row in rows:
+        summaries.add_final(session, row)
+    ids = [row.id for row in rows]  # read before the commit expires the rows
+    session.commit()
+    if ids:
+        BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
+        log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
+    return len(ids)
+
+
+def sweep() -> int:
+    """One run of the ``buys sweep`` job: :func:`finalise_abandoned`, then the
+    run's time recorded for :func:`sweep_state` (fail open: a Redis failure is
+    counted and logged, and the sweep still counts as done).
+
+    :returns: how many attempts it finalised.
+    :raises SQLAlchemyError: the database could not be read or written;
+        nothing is recorded.
+    """
+    finalised = finalise_abandoned()
+    with redis_guard("sweep"):
+        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp())
+    return finalised
+
+
+def sweep_state(app: Flask) -> Iterator[Metric]:
+    """``trading_sweep_last_success_timestamp_seconds``, read from Redis at scrape time.
+
+    Always declared; a sample only once a sweep has been recorded (and not
+    when Redis cannot be read), so alerts can tell "never ran" (absent) from
+    "ran long ago". Not registered here: the app factory registers it.
+    """
+    last_success = GaugeMetricFamily(
+        "trading_sweep_last_success_timestamp_seconds",
+        "When the last successful sweep of abandoned buy attempts finished (Unix time).",
+    )
+    raw = None
+    with app.app_context(), redis_guard("metrics"):
+        raw = redis_store.client.get(LAST_SUCCESS_KEY)
+    if raw is not None:
+        last_success.add_metric([], float(raw))
+    yield last_success

@@ -1,0 +1,79 @@
+"""The sweep of abandoned attempts and the gauge the web pods export for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+from flask import Flask
+from prometheus_client import REGISTRY
+
+from service.models.base import utcnow
+from service.services import sweep
+from service.services.orders import ABANDONED_AFTER
+from tests.buys_support import ledger, pending, summaries
+from tests.functional.test_health import DEAD_REDIS
+
+GAUGE = "trading_sweep_last_success_timestamp_seconds"
+
+
+def _sweep_redis_errors() -> float:
+    sample = {"component": "sweep"}
+    return REGISTRY.get_sample_value("trading_redis_errors_total", sample) or 0.0
+
+
+def _last_success(app: Flask) -> list[float]:
+    (family,) = sweep.sweep_state(app)
+    assert family.name == GAUGE
+    return [sample.value for sample in family.samples]
+
+
+def test_abandoned_attempts_end_unknown_once_and_are_summarised(app: Flask) -> None:
+    old = pending(age=timedelta(minutes=30))
+    young = pending(age=timedelta(seconds=5))
+
+    assert sweep.finalise_abandoned(timedelta(minutes=10)) == 1
+    assert sweep.finalise_abandoned(timedelta(minutes=10)) == 0
+
+    by_id = {row.id: row for row in ledger()}
+    assert (by_id[old].status, by_id[old].reason) == ("unknown", "interrupted")
+    assert by_id[old].completed_at is not None
+    assert by_id[young].status == "pending"
+    summary = summaries()[("unknown", "interrupted", "AAPL")]
+    assert (summary.count, summary.quantity, summary.amount) == (1, 2, Decimal("21"))
+
+
+def test_the_default_grace_spares_an_attempt_that_may_still_send_its_order(app: Flask) -> None:
+    live = pending(age=ABANDONED_AFTER - timedelta(seconds=5))
+    dead = pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+
+    assert sweep.finalise_abandoned() == 1
+
+    assert {row.id: row.status for row in ledger()} == {live: "pending", dead: "unknown"}
+
+
+def test_the_gauge_shows_the_last_successful_sweep(app: Flask) -> None:
+    assert _last_success(app) == []  # never ran: declared, no sample
+
+    before = utcnow().timestamp()
+    sweep.sweep()
+    after = utcnow().timestamp()
+
+    (stamp,) = _last_success(app)
+    assert before <= stamp <= after
+
+
+def test_without_redis_the_sweep_still_ends_the_attempts(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=DEAD_REDIS)
+    with app.app_context():
+        abandoned = pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+        errors = _sweep_redis_errors()
+
+        assert sweep.sweep() == 1
+
+        assert {row.id: row.status for row in ledger()} == {abandoned: "unknown"}
+        assert _sweep_redis_errors() == errors + 1
+        assert _last_success(app) == []
