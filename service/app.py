@@ -17,6 +17,7 @@ from service.logging import register_request_id
 from service.metrics import register_request_metrics, register_state_collectors
 from service.ratelimit import register_limits
 from service.services.reports import report_metrics
+from service.services.sweep import sweep_state
 from service.services.tokens import refresh_state
 from service.vendorapi.client import circuit_state, register_vendor
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_request_id(app)
     register_request_metrics(app)
     # The CronJobs' pods are never scraped: the web pods export what they leave behind.
-    register_state_collectors(app, circuit_state, refresh_state, report_metrics)
+    register_state_collectors(app, circuit_state, refresh_state, report_metrics, sweep_state)
     register_extensions(app, settings)
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)
