@@ -26,7 +26,7 @@ import redis
 from service.app import create_app
 from service.config import Settings
 from service.extensions import db
-from service.services.stocks import quote_key
+from service.marketdata.store import quote_key
 from service.services.tokens import refresh_tokens
 from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorConfig, serve
 from tests.bench.harness import (

@@ -11,10 +11,10 @@ from flask import Flask
 from sqlalchemy import update
 
 from service.extensions import db
+from service.marketdata.codec import Quote
 from service.models import Transaction
 from service.models.base import utcnow
 from service.services import buys
-from service.services.stocks import Quote
 from service.vendorapi.errors import OrderOutcomeUnknown
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import claim, holdings, ledger, summaries
