@@ -30,6 +30,7 @@ from flask.testing import FlaskClient
 from service.app import create_app
 from service.config import Settings, normalise_database_url
 from service.extensions import db
+from service.marketdata import prefetch
 from service.vendorapi.simulator import (
     SIMULATOR_API_KEY,
     Simulator,
@@ -142,6 +143,8 @@ def make_app(
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
+        # A new app is a new process: it knows no pre-cached page yet.
+        prefetch.settled.clear()
         app = create_app(make_settings(**overrides))
         app.config["TESTING"] = True
         apps.append(app)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import flask_smorest
-from flask import Flask, Request
+from flask import Flask, Request, Response, after_this_request, current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -40,6 +41,28 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest blueprint whose argument errors are 400s."""
 
     ARGUMENTS_PARSER = _Parser()
+
+
+def after_response(work: Callable[[], None] | None) -> None:
+    """Run ``work`` (when there is any) once the response has been sent — at
+    WSGI close, inside an app context — so the client does not wait for it.
+
+    The one place where use cases' after-response work meets Flask's request
+    lifecycle; call it from a route. ``work`` must not raise.
+    """
+    if work is None:
+        return
+    # The proxy's documented accessor: the contexts are gone by close time.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            work()
+
+    @after_this_request
+    def attach(response: Response) -> Response:
+        response.call_on_close(run)
+        return response
 
 
 def register_blueprints(app: Flask) -> None:

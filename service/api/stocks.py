@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api import Blueprint
+from service.api import Blueprint, after_response
 from service.schemas.errors import ErrorSchema
 from service.schemas.stocks import StockListingSchema, StockQuerySchema
 from service.services import stocks
@@ -23,4 +23,6 @@ def list_stocks(**query: Any) -> StockListing:
     Without `search`, the vendor's catalogue page by page; with `search`, the
     matches across the whole catalogue. Follow `nextToken` until it is null.
     """
-    return stocks.list_stocks(**query)
+    listing = stocks.list_stocks(**query)
+    after_response(listing.after_response)
+    return listing

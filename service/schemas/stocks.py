@@ -7,8 +7,12 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from service.marketdata import HIT, MISS, STALE
 from service.schemas.fields import Money
-from service.services.stocks import DEFAULT_LIMIT, HIT, MAX_LIMIT, MAX_SEARCH_LENGTH, MISS, STALE
+
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 100
+MAX_SEARCH_LENGTH = 100
 
 
 class UtcTimestamp(fields.DateTime):

@@ -20,12 +20,13 @@ from typing import Any
 from service import cache
 from service.config import current_settings
 from service.extensions import db, redis_store
+from service.marketdata.codec import Quote
+from service.marketdata.store import cached_quotes
 from service.metrics import CACHE_REQUESTS
 from service.models import Portfolio
 from service.models.base import utcnow
 from service.money import quantize_money
 from service.repositories import portfolios as portfolios_repository
-from service.services.stocks import Quote, cached_quotes
 
 # Longer than any cached entry lives: an expired generation reads as 0, which
 # must not match an entry written under a later generation.

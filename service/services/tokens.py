@@ -1,10 +1,11 @@
 """Token refresh: rebuild the symbol → page-token map and the catalogue.
 
 The vendor has no single-stock endpoint, so the buy path finds a stock's
-price through the page that lists it (``stocks:tokens``, read by
+price through the page that lists it (the symbol → page-token map, read by
 :func:`service.services.stocks.market_price`), and search matches on the
-catalogue (``stocks:catalogue``). This job walks every vendor page to rebuild
-both; the service also fills them lazily, so it works before the first run.
+catalogue. This job walks every vendor page to rebuild both (through
+:mod:`service.marketdata`, which owns them); the service also fills them
+lazily, so it works before the first run.
 
 One run at a time across pods: a Redis lock with expiry, extended after every
 page. Each run leaves its summary in Redis, which the web pods export as
@@ -13,7 +14,6 @@ page. Each run leaves its summary in Redis, which the web pods export as
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -34,26 +34,16 @@ from tenacity import (
 )
 
 from service import cache
+from service.cache import redis_guard
 from service.errors import AlreadyRunning
-from service.extensions import redis_store
+from service.marketdata import clock, fill, store, walk
+from service.marketdata.codec import CachedPage, Catalogue
 from service.models.base import utcnow
-from service.services.stocks import (
-    CATALOGUE_KEY,
-    CATALOGUE_RETENTION_SECONDS,
-    FIRST_PAGE,
-    MAX_WALK_PAGES,
-    TOKEN_MAP_KEY,
-    catalogue_data,
-    fetch_page,
-)
 from service.vendorapi.client import StockPage, VendorStock
 from service.vendorapi.errors import VendorError, VendorRejected
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "stocks:tokens:refresh:lock"
-LAST_RUN_KEY = "stocks:tokens:refresh:last_run"
-LAST_SUCCESS_KEY = "stocks:tokens:refresh:last_success"
 # The lock outlives a stuck run by this much; a live run extends it per page.
 LOCK_SECONDS = 300
 PAGE_ATTEMPTS = 4
@@ -108,32 +98,33 @@ def refresh_tokens(progress: Progress | None = None, wait: Wait | None = None) -
     :raises AlreadyRunning: another run holds the lock (nothing was done).
     """
     started = time.monotonic()
-    lock = redis_store.client.lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False)
-    try:
-        acquired = lock.acquire()
-    except RedisError as exc:
-        cache.record_failure("tokens", exc)
-        return RefreshSummary(False, 0, 0, 0, time.monotonic() - started, error=f"Redis: {exc}")
+    lock = store.refresh_lock(LOCK_SECONDS)
+    acquired = False
+    with redis_guard("tokens") as guard:
+        acquired = bool(lock.acquire())
+    if guard.failed:
+        seconds = time.monotonic() - started
+        return RefreshSummary(False, 0, 0, 0, seconds, error="Redis: the run lock was not taken")
     if not acquired:
         raise AlreadyRunning("Another tokens refresh is running.")
-    walk = _Walk(lock, progress, wait or PAGE_RETRY_WAIT)
+    run = _Run(lock, progress, wait or PAGE_RETRY_WAIT)
     try:
-        error = walk.run() or _store(walk.found)
+        error = run.walk() or _store(run.found)
     finally:
         cache.release(lock, "tokens")
     summary = RefreshSummary(
         ok=error is None,
-        pages=walk.pages,
-        symbols=len(walk.found),
-        skipped=walk.skipped,
+        pages=run.pages,
+        symbols=len(run.found),
+        skipped=run.skipped,
         seconds=round(time.monotonic() - started, 3),
         error=error,
     )
-    _record(summary)
+    store.record_refresh(summary.to_json(), summary.ok)
     return summary
 
 
-class _Walk:
+class _Run:
     """The pages read so far and the stocks found on them, with their tokens."""
 
     def __init__(self, lock: Lock, progress: Progress | None, wait: Wait) -> None:
@@ -151,26 +142,25 @@ class _Walk:
         self.pages = 0
         self.skipped = 0
 
-    def run(self) -> str | None:
+    def walk(self) -> str | None:
         """Read every page; ``None`` when the last one was reached, else why not."""
-        token: str | None = None
-        for _ in range(MAX_WALK_PAGES):
-            try:
-                page = self.retrying(fetch_page, token)
-            except VendorError as exc:
-                return f"page {self.pages + 1}: {exc.code}: {exc.message}"
-            self.pages += 1
-            self._take(page, token or FIRST_PAGE)
-            if self.progress:
-                self.progress(self.pages, len(self.found))
-            try:
+        try:
+            for token, cached in walk.pages(self._fetch):
+                self.pages += 1
+                self._take(cached.page, token or store.FIRST_PAGE)
+                if self.progress:
+                    self.progress(self.pages, len(self.found))
                 self.lock.reacquire()
-            except RedisError as exc:
-                return f"lost the run lock ({exc!r})"
-            if page.next_token is None:
-                return None
-            token = page.next_token
-        return f"no last page after {MAX_WALK_PAGES} pages"
+                if cached.page.next_token is None:
+                    return None
+        except VendorError as exc:
+            return f"page {self.pages + 1}: {exc.code}: {exc.message}"
+        except RedisError as exc:
+            return f"lost the run lock ({exc!r})"
+        return f"no last page after {walk.MAX_WALK_PAGES} pages"
+
+    def _fetch(self, token: str | None) -> CachedPage:
+        return self.retrying(fill.fetch, token)
 
     def _take(self, page: StockPage, token: str) -> None:
         for unread in page.skipped:
@@ -201,29 +191,11 @@ def _store(found: dict[str, tuple[VendorStock, str]]) -> str | None:
     """Replace the map and the catalogue atomically; ``None``, or what failed."""
     if not found:
         return "the vendor listed no stocks"
-    try:
-        pipe = redis_store.client.pipeline(transaction=True)
-        pipe.delete(TOKEN_MAP_KEY)
-        pipe.hset(TOKEN_MAP_KEY, mapping={symbol: token for symbol, (_, token) in found.items()})
-        catalogue = catalogue_data(stock for stock, _ in found.values())
-        pipe.set(CATALOGUE_KEY, cache.dumps(catalogue), ex=CATALOGUE_RETENTION_SECONDS)
-        pipe.execute()
-    except RedisError as exc:
-        cache.record_failure("tokens", exc)
-        return f"Redis: {exc}"
+    catalogue = Catalogue.of((stock for stock, _ in found.values()), clock.now())
+    tokens = {symbol: token for symbol, (_, token) in found.items()}
+    if not store.replace_map_and_catalogue(tokens, catalogue):
+        return "Redis: the map and the catalogue could not be stored"
     return None
-
-
-def _record(summary: RefreshSummary) -> None:
-    record = cache.dumps(summary.to_json())
-    try:
-        pipe = redis_store.client.pipeline(transaction=True)
-        pipe.set(LAST_RUN_KEY, record)
-        if summary.ok:
-            pipe.set(LAST_SUCCESS_KEY, record)
-        pipe.execute()
-    except RedisError as exc:
-        cache.record_failure("tokens", exc)
 
 
 def refresh_state(app: Flask) -> Iterator[Metric]:
@@ -247,12 +219,7 @@ def refresh_state(app: Flask) -> Iterator[Metric]:
         "trading_tokens_refresh_last_failed",
         "1 when the last tokens refresh could not finish, else 0.",
     )
-    try:
-        raws = app.extensions["redis"].mget([LAST_RUN_KEY, LAST_SUCCESS_KEY])
-    except RedisError as exc:
-        cache.record_failure("metrics", exc)
-        raws = [None, None]
-    last_run, last_success = (json.loads(raw) if raw else None for raw in raws)
+    last_run, last_success = store.refresh_records(app.extensions["redis"])
     if last_success:
         success.add_metric([], datetime.fromisoformat(last_success["finished_at"]).timestamp())
     if last_run:

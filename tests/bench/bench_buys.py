@@ -26,7 +26,7 @@ import redis
 from service.app import create_app
 from service.config import Settings
 from service.extensions import db
-from service.services.stocks import quote_key
+from service.marketdata.store import known_token, page_key, quote_key
 from service.services.tokens import refresh_tokens
 from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorConfig, serve
 from tests.bench.harness import (
@@ -152,7 +152,10 @@ def bench_vendor_calls(quick: bool = False) -> list[Goal]:
             calls = 0
             for symbol in chosen:
                 if state == "map known, quote stale":
-                    store.delete(quote_key(symbol))
+                    # The quote and its page have expired; the map still names the page.
+                    with app.app_context():
+                        token = known_token(symbol)
+                    store.delete(quote_key(symbol), page_key(token or None))
                 before = simulator.stats()["requests"]
                 quantity += 1
                 body = {"userId": "bench", "price": str(simulator.price(symbol)), "quantity": 1}

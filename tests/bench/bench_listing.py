@@ -23,7 +23,8 @@ from collections.abc import Callable
 from service.app import create_app
 from service.config import Settings
 from service.extensions import redis_store
-from service.schemas.stocks import StockListingSchema
+from service.marketdata import codec, store
+from service.schemas.stocks import DEFAULT_LIMIT, StockListingSchema
 from service.services import stocks
 from service.vendorapi.simulator import Simulator, SimulatorConfig, serve
 from tests.bench import bare_app
@@ -134,9 +135,9 @@ def breakdown(quick: bool = False) -> None:
             for _ in range(5):
                 client.get("/stocks").close()  # the cache, the next page, the scripts
         with apps[False].test_request_context("/stocks"):
-            listing = stocks.list_stocks()
+            listing = stocks.list_stocks(limit=DEFAULT_LIMIT)
             schema = StockListingSchema()
-            raw = redis_store.client.get(stocks.page_key(None))
+            raw = redis_store.client.get(store.page_key(None))
             assert raw is not None
             parts: list[tuple[str, Callable[[], object]]] = [
                 ("bare Flask, the same JSON", lambda: bare.get("/stocks").close()),
@@ -147,10 +148,10 @@ def breakdown(quick: bool = False) -> None:
                 ("service, limits off", lambda: clients[False].get("/stocks").close()),
                 ("service, limits on", lambda: clients[True].get("/stocks").close()),
                 ("— of which: dumping 25 items (marshmallow)", lambda: schema.dump(listing)),
-                ("— reading the page from Redis and parsing it", lambda: stocks._read_page(None)),
+                ("— reading the page from Redis and parsing it", lambda: store.read_page(None)),
                 (
                     "— parsing it alone (JSON, Decimal, datetime)",
-                    lambda: stocks.CachedPage.from_json(json.loads(raw)),
+                    lambda: codec.CachedPage.from_json(json.loads(raw)),
                 ),
                 ("— one Redis round trip (PING), client side", redis_store.client.ping),
             ]

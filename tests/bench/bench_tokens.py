@@ -21,7 +21,7 @@ import time
 
 import redis
 
-from service.services.tokens import LAST_RUN_KEY
+from service.marketdata.store import LAST_RUN_KEY
 from tests.bench.harness import (
     DEFAULT_REDIS_URL,
     ROOT,

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from service.extensions import db
+from service.marketdata.store import quote_key
 from service.models import Holding
 from service.models.base import utcnow
-from service.services.stocks import quote_key
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import STEADY_REPRICE_SECONDS, at_price, post_buy
 from tests.functional.test_health import DEAD_REDIS

@@ -17,8 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from service.models.base import utcnow
-from service.services import stocks
+from service.marketdata import clock, codec, store
+from service.schemas.stocks import DEFAULT_LIMIT, MAX_LIMIT
 from service.vendorapi.client import LIST_ATTEMPTS
 from service.vendorapi.simulator import Simulator
 
@@ -56,13 +56,18 @@ def _page_results(result: str) -> float:
     return value or 0.0
 
 
+def _page_loads() -> float:
+    """Vendor pages loaded through the page cache so far, however they were got."""
+    return sum(_page_results(result) for result in ("hit", "miss", "stale", "error"))
+
+
 @pytest.fixture
 def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Move the service's clock forward (the simulator's prices stay put)."""
 
     def move(seconds: float) -> None:
-        start = utcnow()
-        monkeypatch.setattr(stocks, "utcnow", lambda: start + timedelta(seconds=seconds))
+        start = clock.now()
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=seconds))
 
     return move
 
@@ -74,7 +79,7 @@ def test_every_page_is_reachable_with_next_token(client: FlaskClient, simulator:
     pages = _follow(client)
     assert _symbols(pages) == simulator.symbols()
     assert len(pages) == simulator.page_count()
-    assert all(len(page["items"]) == stocks.DEFAULT_LIMIT for page in pages[:-1])
+    assert all(len(page["items"]) == DEFAULT_LIMIT for page in pages[:-1])
     tokens = [page["nextToken"] for page in pages[:-1]]
     assert len(set(tokens)) == len(tokens)
     item = pages[0]["items"][0]
@@ -155,26 +160,19 @@ def test_search_before_the_first_refresh_walks_the_catalogue_once(
 
 
 def test_a_symbol_the_vendor_dropped_is_walked_for_once(
-    client: FlaskClient, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, redis_client: redis.Redis
 ) -> None:
     _get(client, search="AAPL")  # stores the catalogue
-    stored = json.loads(redis_client.get(stocks.CATALOGUE_KEY))  # type: ignore[arg-type]
+    stored = json.loads(redis_client.get(store.CATALOGUE_KEY))  # type: ignore[arg-type]
     stored["stocks"].append(["ZZGONE", "Gone Corp.", "Energy"])  # delisted since
-    redis_client.set(stocks.CATALOGUE_KEY, json.dumps(stored))
-    loads: list[str | None] = []
-    original = stocks._load_page
-
-    def counted(token: str | None, **kwargs: Any) -> tuple[stocks.CachedPage, str]:
-        loads.append(token)
-        return original(token, **kwargs)
-
-    monkeypatch.setattr(stocks, "_load_page", counted)
+    redis_client.set(store.CATALOGUE_KEY, json.dumps(stored))
+    before = _page_loads()
 
     assert _get(client, search="zzgone")["items"] == []
-    walked = len(loads)
+    walked = _page_loads() - before
     assert _get(client, search="zzgone")["items"] == []
     assert walked > 0
-    assert len(loads) == walked  # the second search did not walk again
+    assert _page_loads() - before == walked  # the second search did not walk again
 
 
 def test_search_refreshes_only_the_pages_holding_stale_matches(
@@ -255,13 +253,13 @@ def test_a_cached_page_request_reads_one_page_from_redis(
     for _ in range(3):
         client.get("/stocks", buffered=True)  # warm: this page, the next one and its claim
     reads: list[dict[str, Any]] = []
-    original = stocks.CachedPage.from_json
+    original = codec.CachedPage.from_json
 
-    def counted(data: dict[str, Any]) -> stocks.CachedPage:
+    def counted(data: dict[str, Any]) -> codec.CachedPage:
         reads.append(data)
         return original(data)
 
-    monkeypatch.setattr(stocks.CachedPage, "from_json", counted)
+    monkeypatch.setattr(codec.CachedPage, "from_json", counted)
     response = client.get("/stocks", buffered=True)
     assert response.json["meta"]["cache"] == "hit"  # type: ignore[index]
     assert len(reads) == 1
@@ -341,24 +339,6 @@ def test_requests_waiting_on_a_failing_fetch_get_the_stale_copy(
     assert _list_calls(simulator) == 1 + LIST_ATTEMPTS
 
 
-def test_a_redis_failure_while_waiting_on_a_fetch_fetches_directly(
-    app: Flask, simulator: Simulator, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Another caller holds the first page's fill lock and nothing is cached;
-    # then Redis fails while this request waits: it must not answer 503.
-    redis_client.set(stocks.page_key(None) + ":lock", "another-worker", ex=60)
-
-    def redis_down(*_args: object, **_kwargs: object) -> None:
-        raise redis.ConnectionError("Redis went away")
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", redis_down)
-    listing = stocks.list_stocks()
-
-    assert listing.items
-    assert listing.meta.cache == "miss"
-    assert _list_calls(simulator) == 1
-
-
 def test_open_circuit_serves_stale_without_calling_the_vendor(
     make_app: Callable[..., Flask], simulator: Simulator, later: Callable[[float], None]
 ) -> None:
@@ -432,6 +412,6 @@ def test_openapi_documents_the_listing(client: FlaskClient) -> None:
     assert document is not None
     operation = document["paths"]["/stocks"]["get"]
     limit = next(p for p in operation["parameters"] if p["name"] == "limit")
-    assert limit["schema"]["maximum"] == stocks.MAX_LIMIT
-    assert limit["schema"]["default"] == stocks.DEFAULT_LIMIT
+    assert limit["schema"]["maximum"] == MAX_LIMIT
+    assert limit["schema"]["default"] == DEFAULT_LIMIT
     assert {"200", "400", "503"} <= set(operation["responses"])

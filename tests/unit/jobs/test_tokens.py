@@ -9,7 +9,8 @@ import pytest
 import redis
 from flask import Flask
 
-from service.services import stocks, tokens
+from service.marketdata import store
+from service.services import tokens
 from service.vendorapi.simulator import Simulator
 
 
@@ -23,7 +24,7 @@ def test_refresh_prints_a_summary_and_exits_0(
         f"tokens refresh done: {pages} pages, {symbols} symbols, 0 skipped,"
     )
     assert result.stderr == ""  # no progress when stderr is not a terminal
-    assert redis_client.hlen(stocks.TOKEN_MAP_KEY) == symbols
+    assert redis_client.hlen(store.TOKEN_MAP_KEY) == symbols
 
 
 def test_a_second_concurrent_run_exits_3(
@@ -35,13 +36,13 @@ def test_a_second_concurrent_run_exits_3(
     )
     first.start()
     deadline = time.monotonic() + 5
-    while not redis_client.exists(tokens.LOCK_KEY) and time.monotonic() < deadline:
+    while not redis_client.exists(store.REFRESH_LOCK_KEY) and time.monotonic() < deadline:
         time.sleep(0.01)
     second = app.test_cli_runner().invoke(args=["tokens", "refresh"])
     first.join()
     assert second.exit_code == 3
     assert "another tokens refresh is running" in second.stderr.lower()
-    assert redis_client.hlen(stocks.TOKEN_MAP_KEY) == len(simulator.symbols())
+    assert redis_client.hlen(store.TOKEN_MAP_KEY) == len(simulator.symbols())
 
 
 def test_a_run_that_cannot_finish_exits_1(

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from flask import Flask
 
+from service.marketdata.codec import Quote
 from service.services import buys, sweep
-from service.services.stocks import Quote
 from service.vendorapi.errors import OrderOutcomeUnknown
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import holdings, ledger, summaries

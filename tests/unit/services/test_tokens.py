@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from tenacity import RetryCallState
 
 from service.errors import AlreadyRunning
-from service.services import stocks, tokens
+from service.marketdata import store
+from service.services import tokens
 from service.vendorapi.client import StockPage, VendorClient
 from service.vendorapi.simulator import Simulator
 
@@ -23,7 +24,7 @@ def no_wait(_state: RetryCallState) -> float:
 
 
 def _token_map(redis_client: redis.Redis) -> dict[str, str]:
-    raw: dict[bytes, bytes] = redis_client.hgetall(stocks.TOKEN_MAP_KEY)  # type: ignore[assignment]
+    raw: dict[bytes, bytes] = redis_client.hgetall(store.TOKEN_MAP_KEY)  # type: ignore[assignment]
     return {key.decode(): value.decode() for key, value in raw.items()}
 
 
@@ -48,7 +49,7 @@ def test_refresh_maps_every_symbol_to_the_page_that_lists_it(
     for token in set(mapped.values()):
         listed = {item.symbol for item in _page(app, token).items}
         assert {symbol for symbol, on in mapped.items() if on == token} == listed
-    catalogue = json.loads(redis_client.get(stocks.CATALOGUE_KEY) or "{}")
+    catalogue = json.loads(redis_client.get(store.CATALOGUE_KEY) or "{}")
     assert [entry[0] for entry in catalogue["stocks"]] == simulator.symbols()
     assert progress[-1] == (simulator.page_count(), len(simulator.symbols()))
 
@@ -56,7 +57,7 @@ def test_refresh_maps_every_symbol_to_the_page_that_lists_it(
 def test_refresh_forgets_symbols_the_vendor_no_longer_lists(
     app: Flask, redis_client: redis.Redis
 ) -> None:
-    redis_client.hset(stocks.TOKEN_MAP_KEY, "GONE", "")
+    redis_client.hset(store.TOKEN_MAP_KEY, "GONE", "")
     assert tokens.refresh_tokens(wait=no_wait).ok
     assert "GONE" not in _token_map(redis_client)
 
@@ -80,7 +81,7 @@ def test_a_run_that_cannot_finish_keeps_the_last_catalogue_and_says_why(
     app: Flask, simulator: Simulator, redis_client: redis.Redis
 ) -> None:
     assert tokens.refresh_tokens(wait=no_wait).ok
-    catalogue = redis_client.get(stocks.CATALOGUE_KEY)
+    catalogue = redis_client.get(store.CATALOGUE_KEY)
     simulator.configure(error_rate=1.0)
     summary = tokens.refresh_tokens(wait=no_wait)
     assert not summary.ok
@@ -88,9 +89,9 @@ def test_a_run_that_cannot_finish_keeps_the_last_catalogue_and_says_why(
     assert summary.error is not None
     assert "page 1" in summary.error
     assert "failed" in summary.line()
-    assert redis_client.get(stocks.CATALOGUE_KEY) == catalogue
-    last_run = json.loads(redis_client.get(tokens.LAST_RUN_KEY) or "{}")
-    last_success = json.loads(redis_client.get(tokens.LAST_SUCCESS_KEY) or "{}")
+    assert redis_client.get(store.CATALOGUE_KEY) == catalogue
+    last_run = json.loads(redis_client.get(store.LAST_RUN_KEY) or "{}")
+    last_success = json.loads(redis_client.get(store.LAST_SUCCESS_KEY) or "{}")
     assert last_run["ok"] is False
     assert last_success["ok"] is True
     assert set(last_run) >= {"finished_at", "ok", "pages", "symbols", "skipped", "seconds"}
@@ -115,11 +116,11 @@ def test_a_stock_that_cannot_be_stored_is_skipped(app: Flask, redis_client: redi
     summary = tokens.refresh_tokens(wait=no_wait)
     assert summary.ok
     assert (summary.symbols, summary.skipped) == (1, 2)
-    assert _token_map(redis_client) == {"AAPL": stocks.FIRST_PAGE}
+    assert _token_map(redis_client) == {"AAPL": store.FIRST_PAGE}
 
 
 def test_one_run_at_a_time(app: Flask, redis_client: redis.Redis, simulator: Simulator) -> None:
-    other = redis_client.lock(tokens.LOCK_KEY, timeout=60)
+    other = redis_client.lock(store.REFRESH_LOCK_KEY, timeout=60)
     assert other.acquire(blocking=False)
     with pytest.raises(AlreadyRunning):
         tokens.refresh_tokens(wait=no_wait)
