@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,14 +111,33 @@ def dashboard_expressions(path: Path) -> Iterator[tuple[str, str]]:
             yield f"{path.name}: variable {variable['name']!r}", expr
 
 
+def rule_groups(values: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rule groups of the chart's PrometheusRule, rendered on with ``values``
+    (over the chart's defaults): the ``groups`` of a Prometheus rule file."""
+    rendered = render({**(values or {}), "metrics": _rule_on(values)})
+    (rule_object,) = yaml_objects(rendered["templates/prometheusrule.yaml"])
+    groups: list[dict[str, Any]] = rule_object["spec"]["groups"]
+    return groups
+
+
+def _rule_on(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    metrics = dict((values or {}).get("metrics", {}))
+    metrics["prometheusRule"] = {**metrics.get("prometheusRule", {}), "enabled": True}
+    return metrics
+
+
+def write_rule_file(path: Path, values: Mapping[str, Any] | None = None) -> Path:
+    """Write the chart's alerts as a Prometheus rule file (``rule_files:``) to ``path``."""
+    path.write_text(yaml.safe_dump({"groups": rule_groups(values)}, sort_keys=False))
+    return path
+
+
 def alert_expressions() -> Iterator[tuple[str, str]]:
     """(where, PromQL) of every rule of the chart's PrometheusRule (rendered on)."""
-    rendered = render({"metrics": {"prometheusRule": {"enabled": True}}})
-    for obj in yaml_objects(rendered["templates/prometheusrule.yaml"]):
-        for group in obj["spec"]["groups"]:
-            for rule in group["rules"]:
-                name = rule.get("alert") or rule.get("record")
-                yield f"PrometheusRule {group['name']}/{name}", rule["expr"]
+    for group in rule_groups():
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            yield f"PrometheusRule {group['name']}/{name}", rule["expr"]
 
 
 def chart_expressions() -> list[tuple[str, str]]:
