@@ -4,9 +4,11 @@ scrape (a real Prometheus) evaluate them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,17 @@ def chart_expressions() -> list[tuple[str, str]]:
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         expressions += dashboard_expressions(path)
     return expressions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.deploy.promql RULES.yaml``: write the chart's alerts (default
+    values) as a Prometheus rule file, for a local Prometheus (see the README)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("path", type=Path, help="the rule file to write")
+    args = parser.parse_args(argv)
+    write_rule_file(args.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
