@@ -8,6 +8,9 @@ from typing import NoReturn
 
 import pytest
 
+# How to get promtool and prometheus (the alert unit tests and the live scrape).
+PROMETHEUS_HINT = "apt-get install -y prometheus (Debian; it brings prometheus and promtool)"
+
 
 def missing(message: str) -> NoReturn:
     """Skip the test with ``message`` (how to get what is missing); under

@@ -17,10 +17,9 @@ import yaml
 
 from tests.deploy import promql
 from tests.deploy.helm import CHART_DIR
-from tests.requires import executable
+from tests.requires import PROMETHEUS_HINT, executable
 
 ALERT_TESTS = sorted((CHART_DIR / "tests" / "alerts").glob("*.yaml"))
-PROMETHEUS_HINT = "apt-get install -y prometheus (Debian; it brings prometheus and promtool)"
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,9 @@ from tests import ledger
 from tests.bench.harness import RedisServer
 from tests.deploy import helm, promql
 from tests.functional.servers import ROOT, Gunicorn, free_port
-from tests.requires import executable
+from tests.requires import PROMETHEUS_HINT, executable
 
 SCRAPE_CONFIG = Path(__file__).with_name("prometheus.yml")
-PROMETHEUS_HINT = "apt-get install -y prometheus (Debian; it brings prometheus and promtool)"
 DASHBOARD_VARIABLES = {
     "$namespace": helm.NAMESPACE,
     "$job": helm.RELEASE_NAME,
@@ -44,6 +43,9 @@ DASHBOARD_VARIABLES = {
     "$__rate_interval": "5m",
 }
 # Alerts whose scenario the test drives: each must be pending or firing at the end.
+# StockTradingBuysInterrupted is not among them: the sweep's counter first appears
+# already at 1 and increase() counts only what a series gains after its first
+# scrape, so its panel answers (0) while the alert stays quiet; promtool tests it.
 EXERCISED_ALERTS = {
     "StockTradingVendorErrors",  # the vendor outage
     "StockTradingVendorCircuitOpen",  # the vendor outage
@@ -66,7 +68,6 @@ class Prometheus:
     """A Prometheus server of the test's own: its HTTP API at ``url``."""
 
     url: str
-    process: subprocess.Popen[bytes]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector (or scalar) ``expr`` evaluates to now; AssertionError
@@ -126,7 +127,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[Gunicorn], Prometheus]]:
         while True:
             try:
                 if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    return Prometheus(url, process)
+                    return Prometheus(url)
             except requests.RequestException:
                 pass
             assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
