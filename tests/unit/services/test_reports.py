@@ -125,13 +125,13 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
         match["status"]: (match["count"], match["quantity"], match["amount"])
         for match in re.finditer(
             r"^(?P<status>succeeded|rejected|failed|unknown) +(?P<count>[\d,]+) +"
-            r"(?P<quantity>[\d,]+) +(?P<amount>[\d,.]+)$",
+            r"(?P<quantity>[\d,]+) +(?P<amount>[\d,.]+ USD)$",
             text,
             re.MULTILINE,
         )
     }
     expected = {
-        status: (f"{count:,}", f"{quantity:,}", reports.money(amount))
+        status: (f"{count:,}", f"{quantity:,}", reports.amount(amount))
         for status, count, quantity, amount in ledger(
             "SELECT status, count(*), sum(quantity),"
             " sum(CASE WHEN status = 'succeeded' THEN total ELSE requested_price * quantity END)"
@@ -140,8 +140,8 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
         )
     }
     assert shown == expected
-    assert expected["succeeded"] == ("2", "13", "664.51")
-    assert "7 transactions by 4 users; value bought 664.51." in text
+    assert expected["succeeded"] == ("2", "13", "664.51 USD")
+    assert "7 transactions by 4 users; value bought 664.51 USD;" in text
     # The attempt abandoned by a dead worker was finalised before the report.
     assert "Still pending" not in text
     assert re.search(r"^unknown +2 ", text, re.MULTILINE)
@@ -149,7 +149,9 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
     for body in (text, html):
         assert "price_out_of_tolerance" in body
         assert "retries_exhausted" in body
-    assert re.search(r"^MSFT +1 +10 +2\.50 +1$", text, re.MULTILINE)
+    # Names come from the vendor's catalogue; MSFT is not in the simulator's.
+    assert re.search(r"^AAPL +Apple Inc\. +1 +3 +662\.01 USD +3$", text, re.MULTILINE)
+    assert re.search(r"^MSFT +— +1 +10 +2\.50 USD +1$", text, re.MULTILINE)
     assert "Price moved &lt;fast&gt;" in html  # vendor text is escaped, not markup
 
 
@@ -169,7 +171,8 @@ def test_report_lists_every_failed_and_unknown_transaction(
     for (problem_id,) in problems:
         assert re.search(rf"^{problem_id} ", text, re.MULTILINE)
         assert f">{problem_id}</td>" in html
-    assert "Failed and unknown transactions: 4" in text
+    assert "Failed attempts: 2" in text
+    assert "Unknown outcomes (the order was sent, its answer never came: it may have executed): 2" in text
 
 
 def test_csv_attachment_has_every_transaction_of_the_day(
@@ -235,7 +238,9 @@ def test_a_day_without_transactions_gets_a_short_report(
     text, html, _, data = parts(message)
     assert "No transactions on 2026-11-23" in text
     assert "No transactions on 2026-11-23" in html
-    assert len(text.splitlines()) < 10
+    assert len(text.splitlines()) < 20
+    assert "By hour" not in text
+    assert re.search(r"^attempts +0 +0 +0$", text, re.MULTILINE)  # against the day before
     assert csv_rows(data) == []
 
 
@@ -458,7 +463,7 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
     with written.open("rb") as eml:
         message = message_from_bytes(eml.read(), policy=default_policy)
     text, _, _, data = parts(message)
-    assert "7 transactions by 4 users; value bought 664.51." in text
+    assert "7 transactions by 4 users; value bought 664.51 USD;" in text
     rows = csv_rows(data)
     assert len(rows) == 7
     assert (rows[0]["created_at"], rows[0]["total"]) == (
@@ -467,8 +472,23 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
     )
 
 
-def test_money_is_shown_exactly() -> None:
-    assert reports.money(Decimal("1234567.5")) == "1,234,567.50"
-    assert reports.money(Decimal("0.123456")) == "0.123456"
-    assert reports.money(Decimal("100.000000")) == "100.00"
-    assert reports.money(Decimal("0E-6")) == "0.00"
+def test_prices_are_shown_exactly() -> None:
+    assert reports.price(Decimal("1234567.5")) == "1,234,567.50"
+    assert reports.price(Decimal("0.123456")) == "0.123456"
+    assert reports.price(Decimal("100.000000")) == "100.00"
+    assert reports.price(Decimal("0E-6")) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("1234567.5", "1,234,567.50 USD"),
+        ("0.123456", "0.12 USD"),
+        ("0.125", "0.13 USD"),  # half a cent rounds up
+        ("2.504999", "2.50 USD"),
+        ("100.000000", "100.00 USD"),
+        ("0E-6", "0.00 USD"),
+    ],
+)
+def test_amounts_have_two_decimals_and_the_currency(value: str, shown: str) -> None:
+    assert reports.amount(Decimal(value)) == shown
