@@ -32,7 +32,9 @@ from service.errors import MailDeliveryFailed, ReportDayNotClosed
 from service.extensions import db
 from service.models import ReportRun
 from service.models.base import utcnow
+from service.repositories import reports as runs
 from service.services import reports
+from service.vendorapi.simulator import Simulator
 from tests.conftest import SmtpServer
 from tests.ledger import record
 
@@ -172,7 +174,7 @@ def test_report_lists_every_failed_and_unknown_transaction(
         assert re.search(rf"^{problem_id} ", text, re.MULTILINE)
         assert f">{problem_id}</td>" in html
     assert "Failed attempts: 2" in text
-    assert "Unknown outcomes (the order was sent, its answer never came: it may have executed): 2" in text
+    assert re.search(r"^Unknown outcomes \(.*\): 2$", text, re.MULTILINE)
 
 
 def test_csv_attachment_has_every_transaction_of_the_day(
@@ -492,3 +494,133 @@ def test_prices_are_shown_exactly() -> None:
 )
 def test_amounts_have_two_decimals_and_the_currency(value: str, shown: str) -> None:
     assert reports.amount(Decimal(value)) == shown
+
+
+def test_failures_and_unknown_outcomes_are_listed_apart(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    session = db.session()
+    refused = record(session, at(9), "failed", reason="vendor_rejected", vendor_status=400,
+                     vendor_message="Price moved")  # fmt: skip
+    # The circuit was open: the service refused without asking the vendor.
+    not_asked = record(session, at(10), "failed", reason="circuit_open",
+                       vendor_message="The vendor is failing; retry later.")  # fmt: skip
+    lost = record(session, at(11), "unknown", reason="vendor_timeout",
+                  vendor_message="The vendor did not answer in time.")  # fmt: skip
+    session.commit()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, _ = parts(smtp_server.messages[0])
+    failed_part, unknown_part = text.split("Failed attempts: 2")[1].split("Unknown outcomes")
+    assert re.search(rf"^{refused.id} .* vendor_rejected +400 Price moved$", failed_part, re.M)
+    assert re.search(rf"^{not_asked.id} .* circuit_open +—$", failed_part, re.M)
+    assert re.search(rf"^{lost.id} .* vendor_timeout +—$", unknown_part, re.M)
+    assert str(lost.id) not in failed_part
+    assert "retry later" not in text + html  # the service's own text is not a vendor answer
+    assert "Failed attempts (2)</h2>" in html
+    assert "Unknown outcomes (1)</h2>" in html
+
+
+def test_the_change_against_the_previous_day(app: Flask, smtp_server: SmtpServer) -> None:
+    session = db.session()
+    before = DAY - timedelta(days=1)
+    for hour in (1, 2, 3):
+        record(session, at(hour, day=before), price="10.005", quantity=2)
+    record(session, at(4, day=before), "failed", reason="vendor_rejected")
+    record(session, at(5), price="1.25")
+    record(session, at(6), "unknown", reason="vendor_timeout")
+    session.commit()
+
+    report = reports.send_daily_report(DAY)
+
+    assert report.state == "sent"
+    text, html, _, _ = parts(smtp_server.messages[0])
+    assert "Change against 2026-11-22" in text
+    rows = {
+        match[1]: match[2].split()
+        for match in re.finditer(r"^(attempts|succeeded|failed|unknown|value bought) +(.+)$",
+                                 text.split("Change against")[1], re.M)
+    }  # fmt: skip
+    assert rows["attempts"] == ["2", "4", "-2"]
+    assert rows["succeeded"] == ["1", "3", "-2"]
+    assert rows["failed"] == ["0", "1", "-1"]
+    assert rows["unknown"] == ["1", "0", "+1"]
+    # 3 × 2 × 10.005 = 60.03; the amounts are rounded to cents only when shown.
+    assert rows["value bought"] == ["1.25", "USD", "60.03", "USD", "-58.78", "USD"]
+    assert "-58.78 USD</td>" in html
+
+
+def test_hours_are_counted_in_utc_with_the_problems_apart(app: Flask) -> None:
+    session = db.session()
+    record(session, at(0))
+    record(session, at(9, 59, 59, 999_999), "failed", reason="vendor_rejected")
+    for minute in (0, 30):
+        record(session, at(10, minute))
+    record(session, at(10, 45), "unknown", reason="vendor_timeout")
+    record(session, at(23, 59, 59, 999_999), "rejected", reason="price_out_of_tolerance")
+    record(session, at(0, day=DAY + timedelta(days=1)))
+    session.commit()
+    start, end = reports.day_bounds(DAY)
+
+    counts = runs.hourly_counts(session, start, end)
+
+    assert sorted(counts, key=lambda count: count.hour) == [
+        runs.HourCounts(0, 1, 0),
+        runs.HourCounts(9, 1, 1),
+        runs.HourCounts(10, 3, 1),
+        runs.HourCounts(23, 1, 0),  # rejected is the market's answer, not a failure
+    ]
+
+
+def test_hour_bars_are_in_proportion_to_the_busiest_hour() -> None:
+    bars = reports.hour_bars(
+        [runs.HourCounts(3, 200, 50), runs.HourCounts(4, 1, 1), runs.HourCounts(7, 100, 0)]
+    )
+
+    assert [bar.hour for bar in bars] == list(range(24))
+    by_hour = {bar.hour: bar for bar in bars}
+    assert (by_hour[3].attempts_width, by_hour[3].problems_width) == (100, 25)
+    assert (by_hour[7].attempts_width, by_hour[7].problems_width) == (50, 0)
+    assert (by_hour[4].attempts_width, by_hour[4].problems_width) == (1, 1)  # small, still seen
+    assert (by_hour[0].attempts, by_hour[0].attempts_width) == (0, 0)
+
+
+def test_preview_records_nothing(app: Flask, smtp_server: SmtpServer, tmp_path: Path) -> None:
+    seed_day()
+    target = tmp_path / "preview.html"
+
+    written = reports.preview_report(DAY, target)
+
+    assert written == target
+    page = target.read_text()
+    assert "Transaction report &mdash; 2026-11-23</h1>" in page
+    assert "Still pending when the report was made: 1" in page  # not finalised by a preview
+    assert "Apple Inc." in page
+    assert smtp_server.messages == []
+    assert db.session.scalars(sa.select(ReportRun)).all() == []
+    assert ledger("SELECT count(*) FROM transactions WHERE status = 'pending'") == [(1,)]
+
+
+def test_a_day_in_progress_is_reported_so_far(app: Flask, tmp_path: Path) -> None:
+    session = db.session()
+    record(session, utcnow(), price="3.5")
+    session.commit()
+
+    page = reports.preview_report(None, tmp_path / "today.html").read_text()
+
+    assert f"{utcnow().date()} (so far)</h1>" in page
+    assert "the day has not ended" in page
+    assert "3.50 USD" in page
+
+
+def test_a_report_without_stock_names_when_the_catalogue_is_out_of_reach(
+    app: Flask, smtp_server: SmtpServer, simulator: Simulator
+) -> None:
+    seed_day()
+    simulator.configure(error_rate=1.0)
+
+    reports.send_daily_report(DAY)
+
+    text, _, _, _ = parts(smtp_server.messages[0])
+    assert re.search(r"^AAPL +— +1 +3 +662\.01 USD +3$", text, re.MULTILINE)
