@@ -188,7 +188,7 @@ class HourCounts:
 
 def hourly_counts(session: Session, start: datetime, end: datetime) -> list[HourCounts]:
     """The attempts of ``[start, end)`` per UTC hour (hours without any are absent)."""
-    created = Transaction.created_at
+    created: Any = Transaction.created_at
     if session.get_bind().dialect.name == "postgresql":
         # EXTRACT on a timestamptz uses the session's time zone; the report's is UTC.
         created = func.timezone("UTC", created)
