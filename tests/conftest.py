@@ -18,17 +18,17 @@ import socket
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as ChromeService
 from flask import Flask
 from flask.testing import FlaskClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
 
 from service.app import create_app
 from service.config import Settings, normalise_database_url
@@ -57,7 +57,7 @@ def _unavailable(what: str, exc: Exception) -> None:
     _missing(f"{what} is not reachable ({exc}); {START_HINT}")
 
 
-def _missing(message: str) -> None:
+def _missing(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -260,7 +260,6 @@ def browser() -> Iterator[webdriver.Chrome]:
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if binary is None or driver is None:
         _missing("Chromium is not installed; apt-get install -y chromium chromium-driver")
-    assert binary is not None and driver is not None
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in (

@@ -8,8 +8,8 @@ from typing import Any
 
 import flask_smorest
 import swagger_ui_bundle
-from flask import Flask, Request
 from flask import Blueprint as FlaskBlueprint
+from flask import Flask, Request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 from prometheus_client.parser import text_string_to_metric_families
+from selenium import webdriver
+from selenium.webdriver.common.by import By
 
 from service.app import create_app
 from service.config import Settings
@@ -624,3 +626,61 @@ def test_a_report_without_stock_names_when_the_catalogue_is_out_of_reach(
 
     text, _, _, _ = parts(smtp_server.messages[0])
     assert re.search(r"^AAPL +— +1 +3 +662\.01 USD +3$", text, re.MULTILINE)
+
+
+def test_the_html_part_reads_right_in_a_browser(
+    app: Flask, smtp_server: SmtpServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    session = db.session()
+    for minute in range(3):
+        record(session, at(10, minute), price="0.125", quantity=4)
+    record(session, at(10, 30), "failed", reason="vendor_rejected", vendor_status=400,
+           vendor_message="Price moved")  # fmt: skip
+    record(session, at(12, 5), price="1000", quantity=2)
+    record(session, at(12, 6), price="1000")
+    record(session, at(23, 59), "unknown", reason="vendor_timeout")
+    session.commit()
+    reports.send_daily_report(DAY)
+    _, html, _, _ = parts(smtp_server.messages[0])
+    page = tmp_path / "report.html"
+    page.write_text(html)
+
+    browser.get(page.as_uri())
+
+    # Nothing a mail client would strip or block.
+    assert browser.find_elements(By.CSS_SELECTOR, "script, img, link, style") == []
+    headings = [heading.text for heading in browser.find_elements(By.TAG_NAME, "h2")]
+    assert headings == [
+        "Totals",
+        "By status",
+        "Failure reasons",
+        "By symbol",
+        "By hour",
+        "Change against 2026-11-22",
+        "Failed attempts (1)",
+        "Unknown outcomes (1)",
+    ]
+    totals = browser.find_element(By.ID, "totals").text.split("\n")
+    assert totals == [
+        "TRANSACTIONS", "7", "USERS", "1", "VALUE BOUGHT", "3,001.50 USD",
+        "FAILED", "1", "UNKNOWN", "1",
+    ]  # fmt: skip
+    names = [
+        row.text for row in browser.find_elements(By.CSS_SELECTOR, "#symbols tr td:nth-child(2)")
+    ]
+    assert names == ["Apple Inc."]
+    # The chart: one attempts bar per busy hour, one problems bar per hour with
+    # a problem, as long as their share of the busiest hour.
+    widths: dict[str, dict[int, float]] = {"attempts": {}, "problems": {}}
+    for bar in browser.find_elements(By.CSS_SELECTOR, "#hours td.bar"):
+        series, hour = bar.get_attribute("data-series"), bar.get_attribute("data-hour")
+        assert series is not None
+        assert hour is not None
+        widths[series][int(hour)] = bar.rect["width"]
+    assert set(widths["attempts"]) == {10, 12, 23}
+    assert set(widths["problems"]) == {10, 23}
+    full = widths["attempts"][10]  # 4 attempts
+    assert full > 300  # a bar across the chart, in a 1280-pixel window
+    assert widths["attempts"][12] / full == pytest.approx(2 / 4, abs=0.02)
+    assert widths["attempts"][23] / full == pytest.approx(1 / 4, abs=0.02)
+    assert widths["problems"][10] / full == pytest.approx(1 / 4, abs=0.02)
