@@ -308,12 +308,12 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     runs.mark_sent(session, day, now=utcnow(), message_id=message_id)
     session.commit()
     log.info(
-        "report delivered",
+        "report written to the outbox" if delivery.outbox_path else "report sent",
         extra={
             "day": day.isoformat(),
             "transactions": report.transactions,
             "forced": force,
-            "outbox": str(delivery.outbox_path) if delivery.outbox_path else None,
+            "path": str(delivery.outbox_path) if delivery.outbox_path else None,
         },
     )
     return ReportOutcome(
