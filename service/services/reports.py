@@ -202,10 +202,6 @@ class DayReport:
     def value_bought(self) -> Decimal:
         return self.totals.value_bought
 
-    @property
-    def problems_total(self) -> int:
-        return sum(self.count(status) for status in runs.PROBLEM_STATUSES)
-
     def count(self, status: str) -> int:
         return self.totals.count(status)
 
