@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -26,6 +27,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
 
 from service.app import create_app
 from service.config import Settings, normalise_database_url
@@ -242,3 +245,32 @@ def smtp_server() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    """Debian's headless Chromium driven through chromium-driver.
+
+    It reaches only this machine: every other address goes to a proxy that
+    does not exist (loopback addresses never go through a proxy), so a page
+    that needs the internet breaks here as it would offline.
+    """
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if binary is None or driver is None:
+        missing("Chromium is not installed; apt-get install -y chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the suite may run as root (CI does)
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2000",
+        "--proxy-server=http://127.0.0.1:9",
+        "--no-first-run",
+    ):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(options=options, service=ChromeService(executable_path=driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()

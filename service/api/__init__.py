@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import flask_smorest
+import swagger_ui_bundle
+from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Request, Response, after_this_request, current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -37,10 +39,46 @@ class Api(flask_smorest.Api):
 api = Api()
 
 
+# Every rate-limited operation may answer this (service/ratelimit.py).
+TOO_MANY_REQUESTS: dict[str, Any] = {
+    "schema": ErrorSchema,
+    "description": "rate_limited (more than RATE_LIMIT requests) or "
+    "too_many_concurrent_requests (MAX_CONCURRENT_REQUESTS in flight): retry after Retry-After.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+# Swagger UI's files from the pinned swagger-ui-bundle package: /docs works
+# without internet. OPENAPI_SWAGGER_UI_URL (service/app.py) points here, and
+# ratelimit.EXEMPT_BLUEPRINTS lists the name, like flask-smorest's "api-docs".
+docs_assets = FlaskBlueprint(
+    "api-docs-assets",
+    __name__,
+    static_folder=swagger_ui_bundle.swagger_ui_path,
+    static_url_path="/docs/assets",
+)
+
+
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest blueprint whose argument errors are 400s."""
+    """flask-smorest blueprint whose argument errors are 400s, and whose
+    operations document the 429 of the rate limits (unless ``rate_limited``
+    is false: the probes are never limited)."""
 
     ARGUMENTS_PARSER = _Parser()
+
+    def __init__(self, *args: Any, rate_limited: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rate_limited = rate_limited
+
+    def route(self, rule: str, *, parameters: Any = None, tags: Any = None, **options: Any) -> Any:
+        register = super().route(rule, parameters=parameters, tags=tags, **options)
+        if not self.rate_limited:
+            return register
+        return lambda view: register(self.alt_response(429, **TOO_MANY_REQUESTS)(view))
 
 
 def after_response(work: Callable[[], None] | None) -> None:
@@ -52,11 +90,12 @@ def after_response(work: Callable[[], None] | None) -> None:
     """
     if work is None:
         return
-    # The proxy's documented accessor: the contexts are gone by close time.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # A context of the app itself (not of the proxy): the request's contexts
+    # are gone by close time.
+    context = current_app.app_context()
 
     def run() -> None:
-        with app.app_context():
+        with context:
             work()
 
     @after_this_request
@@ -68,8 +107,8 @@ def after_response(work: Callable[[], None] | None) -> None:
 def register_blueprints(app: Flask) -> None:
     from service.api import health
 
-    app.register_blueprint(health.blp)
-    for blueprint in _feature_blueprints():
+    app.register_blueprint(docs_assets)
+    for blueprint in [health.blp, *_feature_blueprints()]:
         api.register_blueprint(blueprint)
 
 

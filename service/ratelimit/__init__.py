@@ -44,7 +44,7 @@ __all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "re
 
 # Liveness/readiness probes, Prometheus scrapes and the API docs must answer
 # however saturated the API is.
-EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs"})
+EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs", "api-docs-assets"})
 # limits' strategies keep different Redis types under their keys: a new
 # strategy needs a new prefix, else the old keys answer WRONGTYPE.
 RATE_KEY_PREFIX = "moving-window-v1"

@@ -164,17 +164,40 @@ def pending_count(session: Session, start: datetime, end: datetime) -> int:
 
 
 def problem_transactions(
-    session: Session, start: datetime, end: datetime, limit: int
+    session: Session, start: datetime, end: datetime, status: str, limit: int
 ) -> list[Transaction]:
-    """The first ``limit`` failed or unknown attempts of ``[start, end)``, oldest first."""
+    """The first ``limit`` attempts of ``[start, end)`` with ``status``, oldest first."""
     return list(
         session.scalars(
             select(Transaction)
-            .where(_in_day(start, end), Transaction.status.in_(PROBLEM_STATUSES))
+            .where(_in_day(start, end), Transaction.status == status)
             .order_by(Transaction.created_at, Transaction.id)
             .limit(limit)
         )
     )
+
+
+@dataclass(frozen=True)
+class HourCounts:
+    """One UTC hour: every attempt, and those that ended failed or unknown."""
+
+    hour: int
+    attempts: int
+    problems: int
+
+
+def hourly_counts(session: Session, start: datetime, end: datetime) -> list[HourCounts]:
+    """The attempts of ``[start, end)`` per UTC hour (hours without any are absent)."""
+    created: Any = Transaction.created_at
+    if session.get_bind().dialect.name == "postgresql":
+        # EXTRACT on a timestamptz uses the session's time zone; the report's is UTC.
+        created = func.timezone("UTC", created)
+    hour = func.extract("hour", created)
+    problems = func.count().filter(Transaction.status.in_(PROBLEM_STATUSES))
+    rows = session.execute(
+        select(hour, func.count(), problems).where(_in_day(start, end)).group_by(hour)
+    )
+    return [HourCounts(int(at), int(attempts), int(bad)) for at, attempts, bad in rows]
 
 
 def write_day_csv(session: Session, start: datetime, end: datetime, out: io.BufferedIOBase) -> int:

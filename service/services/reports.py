@@ -1,4 +1,5 @@
-"""The daily transaction report (DESIGN §6): one closed UTC day, e-mailed once.
+"""The daily transaction report: one closed UTC day, e-mailed once; or a
+preview of any day, written to a file, that sends and records nothing.
 
 A run claims the day in ``report_runs`` (one atomic upsert), reads the day in
 one snapshot — totals from the incremental ``daily_summaries``, the failed and
@@ -15,10 +16,10 @@ import io
 import logging
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from secrets import token_hex
 from typing import Literal, cast
@@ -26,14 +27,16 @@ from typing import Literal, cast
 from flask import Flask, render_template
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from service import mail
 from service.config import current_settings
-from service.errors import ReportDayNotClosed
+from service.errors import InvalidInput, MailDeliveryFailed, ReportDayNotClosed, ServiceError
 from service.extensions import db
 from service.models import DailySummary, Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.repositories import reports as runs
+from service.services import stocks
 from service.services.sweep import finalise_abandoned
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ PROBLEMS_SHOWN = 300
 # Above this many rows (about 7 MB) the CSV is attached gzip-compressed (a
 # fifth of the size), to stay within mail size limits.
 GZIP_ABOVE_ROWS = 50_000
+CURRENCY = "USD"  # the vendor's prices, and so every amount, are in US dollars
+CENTS = Decimal("0.01")
 REPORTED_STATUSES = tuple(status.value for status in TransactionStatus if status.is_final)
 
 
@@ -68,9 +73,11 @@ class ReasonCount:
 
 @dataclass(frozen=True)
 class SymbolFigures:
-    """One symbol: succeeded buys (trades, shares, value) and the other attempts."""
+    """One symbol: its catalogue name (``""`` when unknown), succeeded buys
+    (trades, shares, value) and the other attempts."""
 
     symbol: str
+    name: str
     trades: int
     quantity: int
     value: Decimal
@@ -79,7 +86,11 @@ class SymbolFigures:
 
 @dataclass(frozen=True)
 class Problem:
-    """A failed or unknown attempt, as listed in the report body."""
+    """A failed or unknown attempt, as listed in the report body.
+
+    ``vendor_answer`` is the vendor's status and text when the vendor answered,
+    ``""`` when it was never asked or never answered (the reason says why).
+    """
 
     id: int
     created_at: datetime
@@ -89,11 +100,11 @@ class Problem:
     requested_price: Decimal
     status: str
     reason: str
-    vendor_status: int | None
-    vendor_message: str
+    vendor_answer: str
 
     @classmethod
     def of(cls, row: Transaction) -> Problem:
+        answered = row.vendor_status is not None
         return cls(
             id=row.id,
             created_at=row.created_at,
@@ -103,42 +114,112 @@ class Problem:
             requested_price=row.requested_price,
             status=row.status,
             reason=row.reason or "",
-            vendor_status=row.vendor_status,
-            vendor_message=row.vendor_message or "",
+            vendor_answer=f"{row.vendor_status} {row.vendor_message or ''}".strip()
+            if answered
+            else "",
         )
 
 
 @dataclass(frozen=True)
+class Totals:
+    """The final attempts of one day by status (from ``daily_summaries``)."""
+
+    statuses: list[StatusTotal]
+
+    @property
+    def attempts(self) -> int:
+        return sum(total.count for total in self.statuses)
+
+    @property
+    def value_bought(self) -> Decimal:
+        return self.status(TransactionStatus.SUCCEEDED).amount
+
+    def count(self, status: str) -> int:
+        return self.status(status).count
+
+    def status(self, status: str) -> StatusTotal:
+        return next(total for total in self.statuses if total.status == status)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One figure of the day against the previous day."""
+
+    label: str
+    current: int | Decimal
+    previous: int | Decimal
+
+    @property
+    def delta(self) -> int | Decimal:
+        return self.current - self.previous
+
+    @property
+    def is_amount(self) -> bool:
+        return isinstance(self.current, Decimal)
+
+
+@dataclass(frozen=True)
+class HourBar:
+    """One UTC hour of the chart; widths are percentages of the busiest hour."""
+
+    hour: int
+    attempts: int
+    problems: int
+    attempts_width: int
+    problems_width: int
+
+
+@dataclass(frozen=True)
 class DayReport:
-    """Everything the message says about one day."""
+    """Everything the message says about one day.
+
+    ``so_far`` is set when the day has not ended: the figures stop at that time.
+    """
 
     day: date
-    statuses: list[StatusTotal]
+    totals: Totals
+    previous: Totals
     users: int
     pending: int
     reasons: list[ReasonCount]
     symbols: list[SymbolFigures]
-    problems: list[Problem]
-    problems_total: int
+    failed: list[Problem]
+    unknown: list[Problem]
+    hours: list[HourBar]
+    so_far: datetime | None = None
     csv_rows: int = 0  # rows in the attached CSV
 
     @property
     def transactions(self) -> int:
-        return sum(total.count for total in self.statuses) + self.pending
+        return self.totals.attempts + self.pending
+
+    @property
+    def previous_day(self) -> date:
+        return self.day - timedelta(days=1)
 
     @property
     def value_bought(self) -> Decimal:
-        return self._total(TransactionStatus.SUCCEEDED).amount
-
-    @property
-    def problems_not_shown(self) -> int:
-        return self.problems_total - len(self.problems)
+        return self.totals.value_bought
 
     def count(self, status: str) -> int:
-        return self._total(status).count
+        return self.totals.count(status)
 
-    def _total(self, status: str) -> StatusTotal:
-        return next(total for total in self.statuses if total.status == status)
+    def not_shown(self, status: str) -> int:
+        """How many attempts with ``status`` the body leaves to the CSV."""
+        listed = self.failed if status == TransactionStatus.FAILED else self.unknown
+        return self.count(status) - len(listed)
+
+    @property
+    def changes(self) -> list[Change]:
+        """Attempts, each final status and the value bought, against the day before."""
+        return [
+            Change("attempts", self.totals.attempts, self.previous.attempts),
+            *(
+                Change(total.status, total.count, self.previous.count(total.status))
+                for total in self.totals.statuses
+            ),
+            Change("value bought", self.value_bought, self.previous.value_bought),
+        ]
 
 
 @dataclass(frozen=True)
@@ -194,7 +275,8 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
         # first, in their own transaction: the day is then read from one snapshot.
         finalise_abandoned()
         with tempfile.TemporaryDirectory(prefix="report-") as workdir:
-            report, attachment = _read_day(day, Path(workdir))
+            report, attachment = _read_day(day, now, csv_dir=Path(workdir))
+            assert attachment is not None
             message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"
             with message.open("wb") as out:
                 message_id = mail.write_message(
@@ -202,8 +284,8 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
                     sender=settings.report_from,
                     recipients=settings.report_recipients,
                     subject=subject(report),
-                    text=render(report, attachment, "txt"),
-                    html=render(report, attachment, "html"),
+                    text=render(report, attachment.path.name, "txt"),
+                    html=render(report, attachment.path.name, "html"),
                     attachment=attachment,
                 )
             delivery = mail.deliver(
@@ -216,13 +298,18 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
         session.rollback()
         runs.mark_failed(session, day, claimed_at=claimed_at, error=str(exc))
         session.commit()
-        log.error("report not sent", extra={"day": day.isoformat(), "error": str(exc)})
+        log.error("report not delivered", extra={"day": day.isoformat(), "error": str(exc)})
         raise
     runs.mark_sent(session, day, now=utcnow(), message_id=message_id)
     session.commit()
     log.info(
-        "report sent",
-        extra={"day": day.isoformat(), "transactions": report.transactions, "forced": force},
+        "report written to the outbox" if delivery.outbox_path else "report sent",
+        extra={
+            "day": day.isoformat(),
+            "transactions": report.transactions,
+            "forced": force,
+            "path": str(delivery.outbox_path) if delivery.outbox_path else None,
+        },
     )
     return ReportOutcome(
         day,
@@ -231,6 +318,37 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
         transactions=report.transactions,
         delivery=delivery,
     )
+
+
+def preview_report(day: date | None = None, out: Path | None = None) -> Path:
+    """Render the report of ``day`` (default: today, UTC) as the e-mail's HTML
+    part into ``out`` (default: ``REPORT_OUTBOX_DIR/previews/report-DAY.html``)
+    and return the file's path. A day that has not ended is reported so far.
+
+    Sends nothing and writes nothing to the database: no ``report_runs`` row,
+    and attempts left pending stay pending (they are shown as such).
+
+    :raises InvalidInput: ``day`` is after today;
+    :raises MailDeliveryFailed: the file cannot be written.
+    """
+    now = utcnow()
+    today = now.date()
+    day = day or today
+    if day > today:
+        raise InvalidInput(
+            f"{day} has not started yet (UTC); the latest day that can be previewed is {today}.",
+            details={"day": day.isoformat(), "latest": today.isoformat()},
+        )
+    report, _ = _read_day(day, now, csv_dir=None)
+    target = out or Path(current_settings().report_outbox_dir) / "previews" / f"report-{day}.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render(report, None, "html"), encoding="utf-8")
+    except OSError as exc:
+        raise MailDeliveryFailed(
+            f"cannot write the preview to {target}: {exc}", details={"error": type(exc).__name__}
+        ) from exc
+    return target
 
 
 def _not_claimed(day: date) -> ReportOutcome:
@@ -244,24 +362,66 @@ def _not_claimed(day: date) -> ReportOutcome:
     return outcome
 
 
-def _read_day(day: date, workdir: Path) -> tuple[DayReport, mail.Attachment]:
-    """The day's figures and its CSV file, read from one database snapshot."""
+def _read_day(
+    day: date, now: datetime, *, csv_dir: Path | None
+) -> tuple[DayReport, mail.Attachment | None]:
+    """The day's figures, and with ``csv_dir`` its CSV file written there, read
+    from one database snapshot; stock names are looked up after it ends."""
     session = db.session()
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    end = start + timedelta(days=1)
+    start, end = day_bounds(day)
     runs.read_consistently(session)
+    rows = runs.summary_rows(session, day)
+    previous = runs.summary_rows(session, day - timedelta(days=1))
+    users = runs.distinct_users(session, start, end)
+    pending = runs.pending_count(session, start, end)
+    listed = {
+        status: [
+            Problem.of(row)
+            for row in runs.problem_transactions(session, start, end, status, PROBLEMS_SHOWN)
+        ]
+        for status in runs.PROBLEM_STATUSES
+    }
+    hours = runs.hourly_counts(session, start, end)
+    attachment, csv_rows = None, 0
+    if csv_dir is not None:
+        attachment, csv_rows = _write_csv(
+            session, day, csv_dir, expected=sum(row.count for row in rows) + pending
+        )
+    session.commit()
     report = summarise(
         day,
-        runs.summary_rows(session, day),
-        users=runs.distinct_users(session, start, end),
-        pending=runs.pending_count(session, start, end),
-        problems=[
-            Problem.of(row)
-            for row in runs.problem_transactions(session, start, end, PROBLEMS_SHOWN)
-        ],
+        rows,
+        previous=previous,
+        users=users,
+        pending=pending,
+        failed=listed[TransactionStatus.FAILED],
+        unknown=listed[TransactionStatus.UNKNOWN],
+        hours=hours,
+        names=stock_names({row.symbol for row in rows}),
+        so_far=now if end > now else None,
     )
-    csv_path = workdir / f"transactions-{day}.csv"
-    if report.transactions > GZIP_ABOVE_ROWS:
+    if csv_dir is not None and csv_rows != report.transactions:
+        log.warning(
+            "daily summaries disagree with the ledger",
+            extra={"day": day.isoformat(), "summaries": report.transactions, "ledger": csv_rows},
+        )
+    return replace(report, csv_rows=csv_rows), attachment
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC instants ``[start, end)`` of ``day``."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _write_csv(
+    session: Session, day: date, directory: Path, *, expected: int
+) -> tuple[mail.Attachment, int]:
+    """Write the day's ledger rows into ``directory`` (gzip-compressed above
+    :data:`GZIP_ABOVE_ROWS` ``expected`` rows); the attachment and its row count."""
+    start, end = day_bounds(day)
+    csv_path = directory / f"transactions-{day}.csv"
+    if expected > GZIP_ABOVE_ROWS:
         attachment = mail.Attachment(csv_path.with_suffix(".csv.gz"), "application/gzip")
         # GzipFile (3.11) compresses each write, and COPY writes row by row:
         # a buffer in front makes it compress megabyte blocks, much faster.
@@ -269,18 +429,26 @@ def _read_day(day: date, workdir: Path) -> tuple[DayReport, mail.Attachment]:
             gzip.open(attachment.path, "wb", compresslevel=6) as packed,
             io.BufferedWriter(cast(io.RawIOBase, packed), 1 << 20) as out,
         ):
-            csv_rows = runs.write_day_csv(session, start, end, out)
-    else:
-        attachment = mail.Attachment(csv_path, "text/csv; charset=utf-8")
-        with csv_path.open("wb") as out:
-            csv_rows = runs.write_day_csv(session, start, end, out)
-    session.commit()
-    if csv_rows != report.transactions:
-        log.warning(
-            "daily summaries disagree with the ledger",
-            extra={"day": day.isoformat(), "summaries": report.transactions, "ledger": csv_rows},
-        )
-    return replace(report, csv_rows=csv_rows), attachment
+            return attachment, runs.write_day_csv(session, start, end, out)
+    attachment = mail.Attachment(csv_path, "text/csv; charset=utf-8")
+    with csv_path.open("wb") as out:
+        return attachment, runs.write_day_csv(session, start, end, out)
+
+
+def stock_names(symbols: Iterable[str]) -> dict[str, str]:
+    """The catalogue names of ``symbols``, from the service's cached catalogue
+    search. Symbols the catalogue does not list are absent; when the catalogue
+    cannot be read (vendor down, nothing cached) the remaining ones are too —
+    a report goes out without names rather than not at all."""
+    names: dict[str, str] = {}
+    for symbol in sorted(symbols):
+        try:
+            listing = stocks.list_stocks(search=symbol, limit=1)
+        except ServiceError as exc:
+            log.warning("stock names unavailable for the report", extra={"error": exc.code})
+            break
+        names.update((item.symbol, item.name) for item in listing.items if item.symbol == symbol)
+    return names
 
 
 @dataclass
@@ -295,34 +463,54 @@ class _Tally:
         self.amount += row.amount
 
 
+def totals(rows: Iterable[DailySummary]) -> Totals:
+    """One day's aggregate rows by final status (every status present)."""
+    statuses = {status: _Tally() for status in REPORTED_STATUSES}
+    for row in rows:
+        statuses[row.status].add(row)
+    return Totals([StatusTotal(s, t.count, t.quantity, t.amount) for s, t in statuses.items()])
+
+
 def summarise(
     day: date,
     rows: Iterable[DailySummary],
     *,
+    previous: Iterable[DailySummary],
     users: int,
     pending: int,
-    problems: list[Problem],
+    failed: list[Problem],
+    unknown: list[Problem],
+    hours: Iterable[runs.HourCounts],
+    names: Mapping[str, str],
+    so_far: datetime | None = None,
 ) -> DayReport:
-    """Fold the day's aggregate rows into the report's tables."""
-    statuses = {status: _Tally() for status in REPORTED_STATUSES}
+    """Fold the day's and the previous day's aggregate rows into the report's tables."""
+    rows = list(rows)
     bought: dict[str, _Tally] = defaultdict(_Tally)
     unsuccessful: dict[str, int] = defaultdict(int)
     reasons: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
-        statuses[row.status].add(row)
         if row.status == TransactionStatus.SUCCEEDED:
             bought[row.symbol].add(row)
         else:
             unsuccessful[row.symbol] += row.count
             reasons[row.status, row.reason] += row.count
     symbols = [
-        SymbolFigures(symbol, tally.count, tally.quantity, tally.amount, unsuccessful[symbol])
+        SymbolFigures(
+            symbol,
+            names.get(symbol, ""),
+            tally.count,
+            tally.quantity,
+            tally.amount,
+            unsuccessful[symbol],
+        )
         for symbol in bought.keys() | unsuccessful.keys()
         for tally in [bought.get(symbol, _Tally())]
     ]
     return DayReport(
         day=day,
-        statuses=[StatusTotal(s, t.count, t.quantity, t.amount) for s, t in statuses.items()],
+        totals=totals(rows),
+        previous=totals(previous),
         users=users,
         pending=pending,
         reasons=sorted(
@@ -330,15 +518,40 @@ def summarise(
             key=lambda reason: (-reason.count, reason.status, reason.reason),
         ),
         symbols=sorted(symbols, key=lambda figures: (-figures.value, figures.symbol)),
-        problems=problems,
-        problems_total=sum(statuses[status].count for status in runs.PROBLEM_STATUSES),
+        failed=failed,
+        unknown=unknown,
+        hours=hour_bars(hours),
+        so_far=so_far,
     )
 
 
-def render(report: DayReport, attachment: mail.Attachment, kind: Literal["txt", "html"]) -> str:
-    """The message body, plain text or HTML (``service/templates/reports/daily.*``)."""
+def hour_bars(counts: Iterable[runs.HourCounts]) -> list[HourBar]:
+    """All 24 hours of the day; bar widths in percent of the busiest hour, at
+    least 1 for an hour with any attempt so that it stays visible."""
+    by_hour = {count.hour: count for count in counts}
+    busiest = max((count.attempts for count in by_hour.values()), default=0)
+
+    def width(value: int) -> int:
+        return max(1, round(100 * value / busiest)) if value else 0
+
+    return [
+        HourBar(hour, count.attempts, count.problems, width(count.attempts), width(count.problems))
+        for hour in range(24)
+        for count in [by_hour.get(hour, runs.HourCounts(hour, 0, 0))]
+    ]
+
+
+def render(report: DayReport, attachment: str | None, kind: Literal["txt", "html"]) -> str:
+    """The message body, plain text or HTML (``service/templates/reports/daily.*``);
+    ``attachment`` names the attached CSV file (``None`` in a preview)."""
     return render_template(
-        f"reports/daily.{kind}", report=report, attachment=attachment.path.name, money=money
+        f"reports/daily.{kind}",
+        report=report,
+        attachment=attachment,
+        amount=amount,
+        price=price,
+        signed=signed,
+        currency=CURRENCY,
     )
 
 
@@ -351,11 +564,25 @@ def subject(report: DayReport) -> str:
     )
 
 
-def money(value: Decimal) -> str:
-    """An amount with thousands separators and at least two decimals, never rounded."""
+def amount(value: Decimal) -> str:
+    """A sum of money as the report shows it: thousands separators, rounded
+    to cents (half up), with the currency: ``1,234.57 USD``."""
+    return f"{value.quantize(CENTS, ROUND_HALF_UP):,} {CURRENCY}"
+
+
+def price(value: Decimal) -> str:
+    """A price with thousands separators and at least two decimals, never
+    rounded (the ledger keeps up to six)."""
     exponent = value.normalize().as_tuple().exponent
     places = max(2, -exponent) if isinstance(exponent, int) else 2
     return f"{value:,.{places}f}"
+
+
+def signed(change: Change) -> str:
+    """The change's difference with its sign (``+3``, ``-12.50 USD``, ``0``)."""
+    delta = change.delta
+    text = amount(abs(Decimal(delta))) if change.is_amount else f"{abs(delta):,}"
+    return f"{'+' if delta > 0 else '-' if delta < 0 else ''}{text}"
 
 
 def report_metrics(app: Flask) -> Iterable[Metric]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import Flask
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from service.cache import redis_guard
 from service.extensions import db, redis_store
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
 LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful run
+# How many attempts have been finalised as abandoned, by any process: the sweep
+# runs in CronJob pods that are never scraped, so the web pods export this.
+FINALISED_KEY = "buys:sweep:finalised_total"
 
 
 def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
@@ -56,6 +59,8 @@ def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
     session.commit()
     if ids:
         BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
+        with redis_guard("sweep"):
+            redis_store.client.incrby(FINALISED_KEY, len(ids))
         log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
     return len(ids)
 
@@ -76,7 +81,8 @@ def sweep() -> int:
 
 
 def sweep_state(app: Flask) -> Iterator[Metric]:
-    """``trading_sweep_last_success_timestamp_seconds``, read from Redis at scrape time.
+    """``trading_sweep_last_success_timestamp_seconds`` and
+    ``trading_abandoned_attempts_finalised_total``, read from Redis at scrape time.
 
     Always declared; a sample only once a sweep has been recorded (and not
     when Redis cannot be read), so alerts can tell "never ran" (absent) from
@@ -86,9 +92,16 @@ def sweep_state(app: Flask) -> Iterator[Metric]:
         "trading_sweep_last_success_timestamp_seconds",
         "When the last successful sweep of abandoned buy attempts finished (Unix time).",
     )
-    raw = None
-    with app.app_context(), redis_guard("metrics"):
-        raw = redis_store.client.get(LAST_SUCCESS_KEY)
-    if raw is not None:
-        last_success.add_metric([], float(raw))
-    yield last_success
+    finalised = CounterMetricFamily(
+        "trading_abandoned_attempts_finalised",
+        "Buy attempts left pending by a crashed worker and finalised as unknown "
+        "(interrupted), by any process.",
+    )
+    raw_success, raw_finalised = None, None
+    with app.app_context(), redis_guard("metrics") as guard:
+        raw_success, raw_finalised = redis_store.client.mget([LAST_SUCCESS_KEY, FINALISED_KEY])
+    if raw_success is not None:
+        last_success.add_metric([], float(raw_success))
+    if not guard.failed:
+        finalised.add_metric([], float(raw_finalised or 0))
+    yield from (last_success, finalised)

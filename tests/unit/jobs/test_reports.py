@@ -13,6 +13,8 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
+from service.app import create_app
+from service.config import Settings
 from service.extensions import db
 from service.models import ReportRun
 from service.models.base import utcnow
@@ -24,6 +26,10 @@ DAY = "2026-11-16"
 
 def send(app: Flask, *args: str) -> Result:
     return app.test_cli_runner().invoke(args=["report", "send", *args])
+
+
+def preview(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(args=["report", "preview", *args])
 
 
 @pytest.fixture
@@ -154,3 +160,84 @@ def test_force_while_another_run_is_sending_is_refused(outbox_app: Flask, outbox
     assert forced.exit_code == 1
     assert "not sent again, retry later" in forced.output
     assert not outbox.exists()
+
+
+def test_preview_writes_the_day_to_a_file_and_says_where(outbox_app: Flask, outbox: Path) -> None:
+    result = preview(outbox_app, "--date", DAY)
+
+    written = outbox / "previews" / f"report-{DAY}.html"
+    assert result.exit_code == 0, result.output
+    assert result.output == f"report preview written to {written}\n"
+    page = written.read_text()
+    assert f"Transaction report &mdash; {DAY}</h1>" in page
+    assert "Preview: nothing was sent." in page
+    assert not list(outbox.glob("*.eml"))
+    # Nothing was recorded: the day is sent as if it had never been previewed.
+    assert send(outbox_app, "--date", DAY).output.startswith(f"report for {DAY}: 3 transactions")
+
+
+def test_preview_of_today_shows_the_day_so_far(outbox_app: Flask, tmp_path: Path) -> None:
+    target = tmp_path / "today.html"
+
+    result = preview(outbox_app, "--out", str(target))
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"report preview written to {target}\n"
+    assert f"Transaction report &mdash; {utcnow().date()} (so far)</h1>" in target.read_text()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-13-01", "does not match the format"),
+        (str(utcnow().date() + timedelta(days=1)), "has not started yet (UTC)"),
+    ],
+)
+def test_preview_refuses_bad_dates(
+    outbox_app: Flask, outbox: Path, value: str, message: str
+) -> None:
+    result = preview(outbox_app, "--date", value)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not outbox.exists()
+
+
+def test_preview_to_an_unwritable_place_is_one_line(outbox_app: Flask, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    result = preview(outbox_app, "--date", DAY, "--out", str(blocker / "report.html"))
+
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: no preview written: cannot write the preview to {blocker}"
+    )
+    assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("send", f"Error: report for {DAY} not sent: the database is unavailable (connection"),
+        ("preview", "Error: no preview written: the database is unavailable (connection"),
+    ],
+)
+def test_a_database_outage_is_one_line_not_a_traceback(
+    make_settings: Callable[..., Settings], tmp_path: Path, command: str, expected: str
+) -> None:
+    # Nothing listens on port 1: PostgreSQL refuses at once.
+    down = create_app(
+        make_settings(
+            database_url="postgresql://postgres@127.0.0.1:1/ledger",
+            report_outbox_dir=str(tmp_path / "outbox"),
+        )
+    )
+
+    result = down.test_cli_runner().invoke(args=["report", command, "--date", DAY])
+
+    assert result.exit_code == 1
+    assert result.output.startswith(expected)
+    assert "refused" in result.output
+    assert len(result.output.splitlines()) == 1
+    assert not (tmp_path / "outbox").exists()

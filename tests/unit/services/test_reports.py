@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 from prometheus_client.parser import text_string_to_metric_families
+from selenium import webdriver
+from selenium.webdriver.common.by import By
 
 from service.app import create_app
 from service.config import Settings
@@ -32,7 +34,9 @@ from service.errors import MailDeliveryFailed, ReportDayNotClosed
 from service.extensions import db
 from service.models import ReportRun
 from service.models.base import utcnow
+from service.repositories import reports as runs
 from service.services import reports
+from service.vendorapi.simulator import Simulator
 from tests.conftest import SmtpServer
 from tests.ledger import record
 
@@ -125,13 +129,13 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
         match["status"]: (match["count"], match["quantity"], match["amount"])
         for match in re.finditer(
             r"^(?P<status>succeeded|rejected|failed|unknown) +(?P<count>[\d,]+) +"
-            r"(?P<quantity>[\d,]+) +(?P<amount>[\d,.]+)$",
+            r"(?P<quantity>[\d,]+) +(?P<amount>[\d,.]+ USD)$",
             text,
             re.MULTILINE,
         )
     }
     expected = {
-        status: (f"{count:,}", f"{quantity:,}", reports.money(amount))
+        status: (f"{count:,}", f"{quantity:,}", reports.amount(amount))
         for status, count, quantity, amount in ledger(
             "SELECT status, count(*), sum(quantity),"
             " sum(CASE WHEN status = 'succeeded' THEN total ELSE requested_price * quantity END)"
@@ -140,8 +144,8 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
         )
     }
     assert shown == expected
-    assert expected["succeeded"] == ("2", "13", "664.51")
-    assert "7 transactions by 4 users; value bought 664.51." in text
+    assert expected["succeeded"] == ("2", "13", "664.51 USD")
+    assert "7 transactions by 4 users; value bought 664.51 USD;" in text
     # The attempt abandoned by a dead worker was finalised before the report.
     assert "Still pending" not in text
     assert re.search(r"^unknown +2 ", text, re.MULTILINE)
@@ -149,7 +153,9 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
     for body in (text, html):
         assert "price_out_of_tolerance" in body
         assert "retries_exhausted" in body
-    assert re.search(r"^MSFT +1 +10 +2\.50 +1$", text, re.MULTILINE)
+    # Names come from the vendor's catalogue; MSFT is not in the simulator's.
+    assert re.search(r"^AAPL +Apple Inc\. +1 +3 +662\.01 USD +3$", text, re.MULTILINE)
+    assert re.search(r"^MSFT +— +1 +10 +2\.50 USD +1$", text, re.MULTILINE)
     assert "Price moved &lt;fast&gt;" in html  # vendor text is escaped, not markup
 
 
@@ -169,7 +175,8 @@ def test_report_lists_every_failed_and_unknown_transaction(
     for (problem_id,) in problems:
         assert re.search(rf"^{problem_id} ", text, re.MULTILINE)
         assert f">{problem_id}</td>" in html
-    assert "Failed and unknown transactions: 4" in text
+    assert "Failed attempts: 2" in text
+    assert re.search(r"^Unknown outcomes \(.*\): 2$", text, re.MULTILINE)
 
 
 def test_csv_attachment_has_every_transaction_of_the_day(
@@ -235,7 +242,9 @@ def test_a_day_without_transactions_gets_a_short_report(
     text, html, _, data = parts(message)
     assert "No transactions on 2026-11-23" in text
     assert "No transactions on 2026-11-23" in html
-    assert len(text.splitlines()) < 10
+    assert len(text.splitlines()) < 20
+    assert "By hour" not in text
+    assert re.search(r"^attempts +0 +0 +0$", text, re.MULTILINE)  # against the day before
     assert csv_rows(data) == []
 
 
@@ -458,7 +467,7 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
     with written.open("rb") as eml:
         message = message_from_bytes(eml.read(), policy=default_policy)
     text, _, _, data = parts(message)
-    assert "7 transactions by 4 users; value bought 664.51." in text
+    assert "7 transactions by 4 users; value bought 664.51 USD;" in text
     rows = csv_rows(data)
     assert len(rows) == 7
     assert (rows[0]["created_at"], rows[0]["total"]) == (
@@ -467,8 +476,211 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
     )
 
 
-def test_money_is_shown_exactly() -> None:
-    assert reports.money(Decimal("1234567.5")) == "1,234,567.50"
-    assert reports.money(Decimal("0.123456")) == "0.123456"
-    assert reports.money(Decimal("100.000000")) == "100.00"
-    assert reports.money(Decimal("0E-6")) == "0.00"
+def test_prices_are_shown_exactly() -> None:
+    assert reports.price(Decimal("1234567.5")) == "1,234,567.50"
+    assert reports.price(Decimal("0.123456")) == "0.123456"
+    assert reports.price(Decimal("100.000000")) == "100.00"
+    assert reports.price(Decimal("0E-6")) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("1234567.5", "1,234,567.50 USD"),
+        ("0.123456", "0.12 USD"),
+        ("0.125", "0.13 USD"),  # half a cent rounds up
+        ("2.504999", "2.50 USD"),
+        ("100.000000", "100.00 USD"),
+        ("0E-6", "0.00 USD"),
+    ],
+)
+def test_amounts_have_two_decimals_and_the_currency(value: str, shown: str) -> None:
+    assert reports.amount(Decimal(value)) == shown
+
+
+def test_failures_and_unknown_outcomes_are_listed_apart(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    session = db.session()
+    refused = record(session, at(9), "failed", reason="vendor_rejected", vendor_status=400,
+                     vendor_message="Price moved")  # fmt: skip
+    # The circuit was open: the service refused without asking the vendor.
+    not_asked = record(session, at(10), "failed", reason="circuit_open",
+                       vendor_message="The vendor is failing; retry later.")  # fmt: skip
+    lost = record(session, at(11), "unknown", reason="vendor_timeout",
+                  vendor_message="The vendor did not answer in time.")  # fmt: skip
+    session.commit()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, _ = parts(smtp_server.messages[0])
+    failed_part, unknown_part = text.split("Failed attempts: 2")[1].split("Unknown outcomes")
+    assert re.search(rf"^{refused.id} .* vendor_rejected +400 Price moved$", failed_part, re.M)
+    assert re.search(rf"^{not_asked.id} .* circuit_open +—$", failed_part, re.M)
+    assert re.search(rf"^{lost.id} .* vendor_timeout +—$", unknown_part, re.M)
+    assert str(lost.id) not in failed_part
+    assert "retry later" not in text + html  # the service's own text is not a vendor answer
+    assert "Failed attempts (2)</h2>" in html
+    assert "Unknown outcomes (1)</h2>" in html
+
+
+def test_the_change_against_the_previous_day(app: Flask, smtp_server: SmtpServer) -> None:
+    session = db.session()
+    before = DAY - timedelta(days=1)
+    for hour in (1, 2, 3):
+        record(session, at(hour, day=before), price="10.005", quantity=2)
+    record(session, at(4, day=before), "failed", reason="vendor_rejected")
+    record(session, at(5), price="1.25")
+    record(session, at(6), "unknown", reason="vendor_timeout")
+    session.commit()
+
+    report = reports.send_daily_report(DAY)
+
+    assert report.state == "sent"
+    text, html, _, _ = parts(smtp_server.messages[0])
+    assert "Change against 2026-11-22" in text
+    rows = {
+        match[1]: match[2].split()
+        for match in re.finditer(r"^(attempts|succeeded|failed|unknown|value bought) +(.+)$",
+                                 text.split("Change against")[1], re.M)
+    }  # fmt: skip
+    assert rows["attempts"] == ["2", "4", "-2"]
+    assert rows["succeeded"] == ["1", "3", "-2"]
+    assert rows["failed"] == ["0", "1", "-1"]
+    assert rows["unknown"] == ["1", "0", "+1"]
+    # 3 × 2 × 10.005 = 60.03; the amounts are rounded to cents only when shown.
+    assert rows["value bought"] == ["1.25", "USD", "60.03", "USD", "-58.78", "USD"]
+    assert "-58.78 USD</td>" in html
+
+
+def test_hours_are_counted_in_utc_with_the_problems_apart(app: Flask) -> None:
+    session = db.session()
+    record(session, at(0))
+    record(session, at(9, 59, 59, 999_999), "failed", reason="vendor_rejected")
+    for minute in (0, 30):
+        record(session, at(10, minute))
+    record(session, at(10, 45), "unknown", reason="vendor_timeout")
+    record(session, at(23, 59, 59, 999_999), "rejected", reason="price_out_of_tolerance")
+    record(session, at(0, day=DAY + timedelta(days=1)))
+    session.commit()
+    start, end = reports.day_bounds(DAY)
+
+    counts = runs.hourly_counts(session, start, end)
+
+    assert sorted(counts, key=lambda count: count.hour) == [
+        runs.HourCounts(0, 1, 0),
+        runs.HourCounts(9, 1, 1),
+        runs.HourCounts(10, 3, 1),
+        runs.HourCounts(23, 1, 0),  # rejected is the market's answer, not a failure
+    ]
+
+
+def test_hour_bars_are_in_proportion_to_the_busiest_hour() -> None:
+    bars = reports.hour_bars(
+        [runs.HourCounts(3, 200, 50), runs.HourCounts(4, 1, 1), runs.HourCounts(7, 100, 0)]
+    )
+
+    assert [bar.hour for bar in bars] == list(range(24))
+    by_hour = {bar.hour: bar for bar in bars}
+    assert (by_hour[3].attempts_width, by_hour[3].problems_width) == (100, 25)
+    assert (by_hour[7].attempts_width, by_hour[7].problems_width) == (50, 0)
+    assert (by_hour[4].attempts_width, by_hour[4].problems_width) == (1, 1)  # small, still seen
+    assert (by_hour[0].attempts, by_hour[0].attempts_width) == (0, 0)
+
+
+def test_preview_records_nothing(app: Flask, smtp_server: SmtpServer, tmp_path: Path) -> None:
+    seed_day()
+    target = tmp_path / "preview.html"
+
+    written = reports.preview_report(DAY, target)
+
+    assert written == target
+    page = target.read_text()
+    assert "Transaction report &mdash; 2026-11-23</h1>" in page
+    assert "Still pending when the report was made: 1" in page  # not finalised by a preview
+    assert "Apple Inc." in page
+    assert smtp_server.messages == []
+    assert db.session.scalars(sa.select(ReportRun)).all() == []
+    assert ledger("SELECT count(*) FROM transactions WHERE status = 'pending'") == [(1,)]
+
+
+def test_a_day_in_progress_is_reported_so_far(app: Flask, tmp_path: Path) -> None:
+    session = db.session()
+    record(session, utcnow(), price="3.5")
+    session.commit()
+
+    page = reports.preview_report(None, tmp_path / "today.html").read_text()
+
+    assert f"{utcnow().date()} (so far)</h1>" in page
+    assert "the day has not ended" in page
+    assert "3.50 USD" in page
+
+
+def test_a_report_without_stock_names_when_the_catalogue_is_out_of_reach(
+    app: Flask, smtp_server: SmtpServer, simulator: Simulator
+) -> None:
+    seed_day()
+    simulator.configure(error_rate=1.0)
+
+    reports.send_daily_report(DAY)
+
+    text, _, _, _ = parts(smtp_server.messages[0])
+    assert re.search(r"^AAPL +— +1 +3 +662\.01 USD +3$", text, re.MULTILINE)
+
+
+def test_the_html_part_reads_right_in_a_browser(
+    app: Flask, smtp_server: SmtpServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    session = db.session()
+    for minute in range(3):
+        record(session, at(10, minute), price="0.125", quantity=4)
+    record(session, at(10, 30), "failed", reason="vendor_rejected", vendor_status=400,
+           vendor_message="Price moved")  # fmt: skip
+    record(session, at(12, 5), price="1000", quantity=2)
+    record(session, at(12, 6), price="1000")
+    record(session, at(23, 59), "unknown", reason="vendor_timeout")
+    session.commit()
+    reports.send_daily_report(DAY)
+    _, html, _, _ = parts(smtp_server.messages[0])
+    page = tmp_path / "report.html"
+    page.write_text(html)
+
+    browser.get(page.as_uri())
+
+    # Nothing a mail client would strip or block.
+    assert browser.find_elements(By.CSS_SELECTOR, "script, img, link, style") == []
+    headings = [heading.text for heading in browser.find_elements(By.TAG_NAME, "h2")]
+    assert headings == [
+        "Totals",
+        "By status",
+        "Failure reasons",
+        "By symbol",
+        "By hour",
+        "Change against 2026-11-22",
+        "Failed attempts (1)",
+        "Unknown outcomes (1)",
+    ]
+    totals = browser.find_element(By.ID, "totals").text.split("\n")
+    assert totals == [
+        "TRANSACTIONS", "7", "USERS", "1", "VALUE BOUGHT", "3,001.50 USD",
+        "FAILED", "1", "UNKNOWN", "1",
+    ]  # fmt: skip
+    names = [
+        row.text for row in browser.find_elements(By.CSS_SELECTOR, "#symbols tr td:nth-child(2)")
+    ]
+    assert names == ["Apple Inc."]
+    # The chart: one attempts bar per busy hour, one problems bar per hour with
+    # a problem, as long as their share of the busiest hour.
+    widths: dict[str, dict[int, float]] = {"attempts": {}, "problems": {}}
+    for bar in browser.find_elements(By.CSS_SELECTOR, "#hours td.bar"):
+        series, hour = bar.get_attribute("data-series"), bar.get_attribute("data-hour")
+        assert series is not None
+        assert hour is not None
+        widths[series][int(hour)] = bar.rect["width"]
+    assert set(widths["attempts"]) == {10, 12, 23}
+    assert set(widths["problems"]) == {10, 23}
+    full = widths["attempts"][10]  # 4 attempts
+    assert full > 300  # a bar across the chart, in a 1280-pixel window
+    assert widths["attempts"][12] / full == pytest.approx(2 / 4, abs=0.02)
+    assert widths["attempts"][23] / full == pytest.approx(1 / 4, abs=0.02)
+    assert widths["problems"][10] / full == pytest.approx(1 / 4, abs=0.02)

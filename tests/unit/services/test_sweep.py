@@ -23,10 +23,16 @@ def _sweep_redis_errors() -> float:
     return REGISTRY.get_sample_value("trading_redis_errors_total", sample) or 0.0
 
 
+def _families(app: Flask) -> dict[str, list[float]]:
+    return {family.name: [s.value for s in family.samples] for family in sweep.sweep_state(app)}
+
+
 def _last_success(app: Flask) -> list[float]:
-    (family,) = sweep.sweep_state(app)
-    assert family.name == GAUGE
-    return [sample.value for sample in family.samples]
+    return _families(app)[GAUGE]
+
+
+def _finalised(app: Flask) -> list[float]:
+    return _families(app)["trading_abandoned_attempts_finalised"]
 
 
 def test_abandoned_attempts_end_unknown_once_and_are_summarised(app: Flask) -> None:
@@ -64,6 +70,17 @@ def test_the_gauge_shows_the_last_successful_sweep(app: Flask) -> None:
     assert before <= stamp <= after
 
 
+def test_web_pods_export_how_many_attempts_any_process_finalised(app: Flask) -> None:
+    assert _finalised(app) == [0]
+    pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+    pending(age=ABANDONED_AFTER + timedelta(seconds=9))
+
+    sweep.sweep()
+    sweep.sweep()  # nothing left: the count stays
+
+    assert _finalised(app) == [2]
+
+
 def test_without_redis_the_sweep_still_ends_the_attempts(
     make_app: Callable[..., Flask],
 ) -> None:
@@ -75,5 +92,5 @@ def test_without_redis_the_sweep_still_ends_the_attempts(
         assert sweep.sweep() == 1
 
         assert {row.id: row.status for row in ledger()} == {abandoned: "unknown"}
-        assert _sweep_redis_errors() == errors + 1
+        assert _sweep_redis_errors() == errors + 2  # the count and the stamp, each bypassed
         assert _last_success(app) == []
