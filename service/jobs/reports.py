@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from flask.cli import AppGroup
 
 from service.errors import ReportDayNotClosed, ServiceError
+from service.jobs import JobGroup
 from service.services import reports
 from service.services.reports import ReportOutcome
 
-report = AppGroup("report", help="The daily transaction report.")
+report = JobGroup("report", help="The daily transaction report.")
 
 
 @report.command("send")
