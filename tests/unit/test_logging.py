@@ -6,13 +6,18 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.logging import JsonFormatter, TextFormatter, configure_logging
+from service.logging import (
+    JsonFormatter,
+    TextFormatter,
+    configure_logging,
+    log_unsuccessful_buy,
+)
 
 
 def test_a_log_line_inside_a_request_is_json_with_the_request_id(app: Flask) -> None:
@@ -143,3 +148,33 @@ def test_probes_and_scrapes_are_logged_at_debug_only(
     caplog.set_level(logging.DEBUG, logger="service.requests")
     client.get(path)
     assert [record.levelname for record in _request_lines(caplog)] == ["DEBUG"]
+
+
+def test_the_client_address_is_the_one_the_trusted_proxy_saw(
+    make_app: Callable[..., Flask], json_lines: io.StringIO
+) -> None:
+    client = make_app(trusted_proxies=1).test_client()
+    client.get(
+        "/stocks?limit=1",
+        headers={"X-Forwarded-For": "198.51.100.9"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    )
+    [line] = json_lines.getvalue().splitlines()
+    assert json.loads(line)["client"] == "198.51.100.9"
+
+
+def test_an_unsuccessful_buy_is_one_warning_with_what_an_operator_needs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="service.buys")
+    log_unsuccessful_buy(17, "unknown", "vendor_timeout", 1)
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == "buy 17: unknown (vendor_timeout) after 1 vendor attempt(s)"
+    fields = json.loads(JsonFormatter().format(record))
+    assert (fields["transaction_id"], fields["status"], fields["reason"], fields["attempts"]) == (
+        17,
+        "unknown",
+        "vendor_timeout",
+        1,
+    )
