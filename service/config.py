@@ -190,6 +190,7 @@ class Settings:
     )
     report_outbox_dir: str = _setting("REPORT_OUTBOX_DIR", _text, str(INSTANCE_DIR / "outbox"))
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO")
+    log_format: str = _setting("LOG_FORMAT", _choice("json", "text"), "json")
 
     def __post_init__(self) -> None:
         # Overrides given in code get the same driver mapping as the environment.

@@ -33,6 +33,8 @@ from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from service.logging import log_request
+
 HTTP_REQUESTS = Counter(
     "trading_http_requests_total",
     "HTTP requests answered, by method, Flask endpoint and status code.",
@@ -165,8 +167,10 @@ def _observe(response: Response) -> Response:
     if "metrics_started" in g:
         endpoint = _endpoint()
         method = _method()
-        HTTP_DURATION.labels(method, endpoint).observe(time.perf_counter() - g.metrics_started)
+        seconds = time.perf_counter() - g.metrics_started
+        HTTP_DURATION.labels(method, endpoint).observe(seconds)
         HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
+        log_request(response, seconds)
     return response
 
 
@@ -189,7 +193,8 @@ def render(app: Flask) -> Response:
 
 
 def register_request_metrics(app: Flask) -> None:
-    """Register the metrics, and count and time every request by Flask endpoint."""
+    """Register the metrics; count, time and log (:func:`~service.logging.log_request`)
+    every request, timed once."""
     register_metrics()
     app.before_request(_start_timer)
     app.after_request(_observe)

@@ -16,5 +16,5 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, settings.log_format)
 app = create_app(settings)

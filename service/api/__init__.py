@@ -11,23 +11,49 @@ import flask_smorest
 import swagger_ui_bundle
 from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Request, Response, after_this_request, current_app
+from marshmallow import RAISE, Schema
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import UnsupportedMediaType
 
+from service.errors import InvalidInput
 from service.schemas.errors import ErrorSchema
+
+JSON_ONLY = "The request body must be JSON, sent with Content-Type: application/json"
 
 
 class _Parser(FlaskParser):
+    """webargs' Flask parser: 400s, unknown query parameters refused like
+    unknown body fields, and JSON bodies only, read exactly."""
+
     # 400 for malformed input; 422 is kept for a well-formed buy the market refuses.
     DEFAULT_VALIDATION_STATUS = 400
+    DEFAULT_UNKNOWN_BY_LOCATION = {  # noqa: RUF012 (webargs' documented class setting)
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": RAISE,
+        "querystring": RAISE,
+    }
 
-    def _raw_load_json(self, req: Request) -> Any:
-        # JSON numbers with a fraction become Decimal, never float: a price of
-        # 0.1 must arrive as exactly Decimal("0.1"). Decoding errors are turned
-        # into 400s by webargs' load_json.
+    def load_json(self, req: Request, schema: Schema) -> Any:
+        """The body as JSON; numbers with a fraction become Decimal, never float
+        (a price of 0.1 arrives as exactly ``Decimal("0.1")``).
+
+        :raises UnsupportedMediaType: the body is not declared JSON (curl's
+            default form encoding, ``text/plain``, or no body and no type);
+        :raises InvalidInput: the body is not valid UTF-8 JSON.
+        """
         if not is_json_request(req):
-            return core.missing
-        return json.loads(req.get_data(cache=True).decode("utf-8"), parse_float=Decimal)
+            got = req.mimetype or "no Content-Type"
+            raise UnsupportedMediaType(f"{JSON_ONLY} (got {got}).")
+        body = req.get_data(cache=True)
+        if not body:
+            return core.missing  # every required field is then named as missing
+        try:
+            return json.loads(body.decode("utf-8"), parse_float=Decimal)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(
+                f"The request body is not valid JSON: {exc}.", details={"fields": {}}
+            ) from None
 
 
 class Api(flask_smorest.Api):
@@ -79,6 +105,20 @@ class Blueprint(flask_smorest.Blueprint):
         if not self.rate_limited:
             return register
         return lambda view: register(self.alt_response(429, **TOO_MANY_REQUESTS)(view))
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Any:
+        """flask-smorest's ``arguments``; a JSON body also documents the 415
+        :meth:`_Parser.load_json` answers."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+        document = self.alt_response(
+            415,
+            schema=ErrorSchema,
+            description="unsupported_media_type: the body is not sent as "
+            "Content-Type: application/json.",
+        )
+        return lambda func: document(parse(func))
 
 
 def after_response(work: Callable[[], None] | None) -> None:

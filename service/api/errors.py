@@ -92,16 +92,50 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+# marshmallow's wording, as a client should read it.
+PLAIN_MESSAGES = {
+    "Missing data for required field.": "This field is required.",
+    "Field may not be null.": "This field must not be null.",
+    "Invalid input type.": "The request body must be a JSON object.",
+}
+_WHOLE_INPUT = "_schema"  # marshmallow's key for an error about the input as a whole
+
+
+def _plain(messages: list[str]) -> list[str]:
+    return [PLAIN_MESSAGES.get(message, message) for message in messages]
+
+
+def _collect(fields: dict[str, list[str]], name: str, found: Any) -> None:
+    """Add ``found`` (a list of messages, or a nested field's own mapping) to
+    ``fields``, naming nested fields ``outer.inner``."""
+    if isinstance(found, Mapping):
+        for inner, messages in found.items():
+            _collect(fields, f"{name}.{inner}", messages)
+    else:
+        fields.setdefault(name, []).extend(_plain(list(found)))
+
+
+def invalid_input_response(messages: Mapping[str, Mapping[str, Any]]) -> Response:
+    """The 400 for webargs' ``{location: {field: [message, …]}}``: ``details.fields``
+    is one object field → messages across all locations; an error about the
+    input as a whole (a JSON body that is not an object) becomes the message."""
+    fields: dict[str, list[str]] = {}
+    whole: list[str] = []
+    for errors in messages.values():
+        for name, found in errors.items():
+            if name == _WHOLE_INPUT:
+                whole.extend(_plain(list(found)))
+            else:
+                _collect(fields, name, found)
+    message = " ".join(whole) or "The request is not valid."
+    return error_response(400, "invalid_request", message, {"fields": fields})
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     data = getattr(exc, "data", None)
     if isinstance(data, Mapping) and "messages" in data:
-        # webargs/marshmallow validation: name every bad field.
-        messages = data["messages"]
-        fields = next(iter(messages.values())) if len(messages) == 1 else messages
-        return error_response(
-            400, "invalid_request", "The request is not valid.", {"fields": fields}
-        )
+        return invalid_input_response(data["messages"])  # webargs/marshmallow validation
     response = error_response(status, _http_code(exc), exc.description or exc.name)
     if status == 405 and exc.get_response().headers.get("Allow"):
         response.headers["Allow"] = exc.get_response().headers["Allow"]

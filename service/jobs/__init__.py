@@ -1,9 +1,71 @@
-"""CLI commands the CronJobs run (``flask --app service.wsgi <group> <command>``)."""
+"""CLI commands the CronJobs run (``flask --app service.wsgi <group> <command>``).
+
+Every job's group is a :class:`JobGroup`, so each run logs one line when it
+starts and one when it ends, with its outcome (DESIGN §8).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
 import click
 from flask import Flask
+from flask.cli import AppGroup
+
+log = logging.getLogger("service.jobs")
+
+
+class JobCommand(click.Command):
+    """A job's command: its run is logged at the start (INFO) and the end (INFO
+    when it exits 0, else WARNING, with the exit code and the error)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        job = f"{ctx.parent.info_name} {ctx.info_name}" if ctx.parent else str(ctx.info_name)
+        log.info("job %s started", job, extra={"job": job})
+        started = time.perf_counter()
+        exit_code: int | str | None = 1
+        error: str | None = None
+        try:
+            result = super().invoke(ctx)
+            exit_code = 0
+            return result
+        except click.exceptions.Exit as exc:
+            exit_code = exc.exit_code
+            raise
+        except SystemExit as exc:
+            exit_code = 0 if exc.code is None else exc.code
+            raise
+        except click.ClickException as exc:
+            exit_code, error = exc.exit_code, exc.format_message()
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            outcome = "ok" if exit_code == 0 else "failed"
+            log.log(
+                logging.INFO if outcome == "ok" else logging.WARNING,
+                "job %s %s (exit %s)",
+                job,
+                outcome,
+                exit_code,
+                extra={
+                    "job": job,
+                    "outcome": outcome,
+                    "exit_code": exit_code,
+                    "duration_seconds": round(time.perf_counter() - started, 3),
+                    "error": error,
+                },
+            )
+
+
+class JobGroup(AppGroup):
+    """A group of job commands (Flask's :class:`AppGroup`: each runs inside the
+    app context), each a :class:`JobCommand`."""
+
+    command_class = JobCommand
 
 
 def register_commands(app: Flask) -> None:
@@ -12,7 +74,7 @@ def register_commands(app: Flask) -> None:
         app.cli.add_command(group)
 
 
-def _command_groups() -> list[click.Group]:
+def _command_groups() -> list[JobGroup]:
     from service.jobs import buys, reports, tokens
 
     return [buys.cli, reports.report, tokens.cli]

@@ -7,13 +7,13 @@ the database could not be reached (the next run, a minute later, retries).
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.jobs import JobGroup
 from service.services import sweep
 from service.services.orders import ABANDONED_AFTER
 
-cli = AppGroup("buys", help="Buy attempts: housekeeping of the ledger.")
+cli = JobGroup("buys", help="Buy attempts: housekeeping of the ledger.")
 
 
 @cli.command("sweep")

@@ -13,14 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import InvalidInput, ReportDayNotClosed, ServiceError
+from service.jobs import JobGroup
 from service.services import reports
 from service.services.reports import ReportOutcome
 
-report = AppGroup("report", help="The daily transaction report.")
+report = JobGroup("report", help="The daily transaction report.")
 
 DAY_FORMAT = click.DateTime(formats=["%Y-%m-%d"])
 

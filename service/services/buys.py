@@ -44,6 +44,7 @@ from service.errors import (
     ServiceError,
 )
 from service.extensions import db
+from service.logging import log_unsuccessful_buy
 from service.metrics import BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
@@ -194,7 +195,7 @@ def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
 def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Transaction:
     earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.request_fingerprint != fingerprint:
-        raise IdempotencyKeyReused(details={"transactionId": earlier.id})
+        raise IdempotencyKeyReused(details=_attempt_details(earlier))
     if earlier.status == TransactionStatus.PENDING and earlier.created_at < (
         utcnow() - ABANDONED_AFTER
     ):
@@ -204,9 +205,18 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
         earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.status == TransactionStatus.PENDING:
         raise IdempotencyKeyInUse(
-            details={"transactionId": earlier.id}, retry_after=_RETRY_PENDING_SECONDS
+            details=_attempt_details(earlier), retry_after=_RETRY_PENDING_SECONDS
         )
     return earlier
+
+
+def _attempt_details(transaction: Transaction) -> dict[str, Any]:
+    """What every buy error's ``details`` says of the attempt it is about."""
+    return {
+        "transactionId": transaction.id,
+        "status": transaction.status,
+        "reason": transaction.reason,
+    }
 
 
 def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> Outcome:
@@ -266,17 +276,15 @@ def _finish(transaction_id: int, outcome: Outcome) -> Transaction:
     session.expunge(row)  # keeps the values just written readable after commit, unrefreshed
     session.commit()
     BUYS.labels(row.status, row.reason or "").inc()
+    if row.status != TransactionStatus.SUCCEEDED:
+        log_unsuccessful_buy(row.id, row.status, row.reason, row.attempts)
     if outcome.order is not None:
         portfolios.invalidate(row.user_id)
     return row
 
 
 def _error_of(transaction: Transaction) -> ServiceError:
-    details: dict[str, Any] = {
-        "transactionId": transaction.id,
-        "status": transaction.status,
-        "reason": transaction.reason,
-    }
+    details = _attempt_details(transaction)
     if transaction.status == TransactionStatus.REJECTED:
         return _out_of_tolerance(transaction, details)
     if transaction.status == TransactionStatus.UNKNOWN:

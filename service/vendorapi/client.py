@@ -136,6 +136,39 @@ class _CountingRedisStorage(pybreaker.CircuitRedisStorage):
     logger = _BreakerRedisLog()  # type: ignore[assignment]
 
 
+class _TransitionLog(pybreaker.CircuitBreakerListener):
+    """Logs a WARNING when the vendor circuit changes state, once per transition.
+
+    pybreaker tells the listeners of the breaker that makes a transition, and
+    again those of every breaker that later notices the new state in the shared
+    storage (each thread, worker and pod has its own). The breaker that makes
+    it calls its listeners before it writes the storage, so a transition whose
+    new state is already stored was made elsewhere (and logged there)."""
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        if cb.current_state == new_state.name:
+            return
+        log.warning(
+            "vendor circuit %s → %s",
+            old_state.name if old_state else None,
+            new_state.name,
+            extra={
+                "circuit": cb.name,
+                "from_state": old_state.name if old_state else None,
+                "to_state": new_state.name,
+                "failures": cb.fail_counter,
+            },
+        )
+
+
+_TRANSITION_LOG = _TransitionLog()
+
+
 class VendorClient:
     """Talks to the vendor. Thread-safe; one instance per app."""
 
@@ -256,6 +289,7 @@ class VendorClient:
             state_storage=storage,
             name="vendor",
             throw_new_error_on_trip=False,
+            listeners=[_TRANSITION_LOG],
         )
         if isinstance(storage, pybreaker.CircuitRedisStorage):
             self._local.breaker = breaker

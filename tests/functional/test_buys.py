@@ -200,7 +200,7 @@ def test_malformed_json_and_bad_idempotency_keys_are_400s(
 
 
 def test_price_outside_tolerance_is_rejected_without_an_order(
-    client: FlaskClient, simulator: Simulator
+    client: FlaskClient, simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     market = simulator.price("AAPL")
     before = PRICE_CHECK_REJECTIONS._value.get()
@@ -224,6 +224,13 @@ def test_price_outside_tolerance_is_rejected_without_an_order(
     assert vendor_buys(simulator) == 0
     assert PRICE_CHECK_REJECTIONS._value.get() == before + 1
     assert summaries()[("rejected", "price_out_of_tolerance", "AAPL")].count == 1
+    (warning,) = [r for r in caplog.records if getattr(r, "transaction_id", None) == row.id]
+    assert warning.levelname == "WARNING"
+    assert (warning.status, warning.reason, warning.attempts) == (  # type: ignore[attr-defined]
+        "rejected",
+        "price_out_of_tolerance",
+        0,
+    )
 
 
 def test_unknown_symbol_fails_with_404(client: FlaskClient, simulator: Simulator) -> None:
@@ -417,7 +424,10 @@ def test_same_key_with_another_body_is_422(client: FlaskClient, simulator: Simul
     response = post_buy(client, price, 2, key="k")
 
     assert response.status_code == 422
-    assert _error(response)["code"] == "idempotency_key_reused"
+    error = _error(response)
+    assert error["code"] == "idempotency_key_reused"
+    (first,) = ledger()
+    assert error["details"] == {"transactionId": first.id, "status": "succeeded", "reason": None}
     assert len(simulator.orders()) == 1
 
 

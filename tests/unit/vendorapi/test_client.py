@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -145,10 +146,12 @@ def test_refused_connection_is_unreachable_and_safe(make_client) -> None:
 
 
 def test_circuit_opens_for_every_client_sharing_redis_and_closes_again(
-    make_client, simulator: Simulator
+    make_client, simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="service.vendorapi.client")
     first = make_client(fail_max=3, reset_timeout=1)
     second = make_client(fail_max=3, reset_timeout=1)  # another worker or pod
+    assert not second.circuit_is_open()  # its breaker has seen the circuit closed
     simulator.configure(error_rate=1.0)
     with pytest.raises(VendorServerError):
         first.list_stocks()  # three failed attempts trip the breaker
@@ -163,6 +166,18 @@ def test_circuit_opens_for_every_client_sharing_redis_and_closes_again(
     threading.Event().wait(1.1)
     assert second.list_stocks().items  # the half-open trial succeeds
     assert not first.circuit_is_open()
+    # One WARNING per transition, from the client that made it; the second
+    # client noticing the open circuit in Redis adds none.
+    transitions = [
+        (record.levelname, record.from_state, record.to_state)  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.getMessage().startswith("vendor circuit")
+    ]
+    assert transitions == [
+        ("WARNING", "closed", "open"),
+        ("WARNING", "open", "half-open"),
+        ("WARNING", "half-open", "closed"),
+    ]
 
 
 def test_rejections_do_not_open_the_circuit(make_client) -> None:
