@@ -13,6 +13,10 @@ from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.schemas.errors import ErrorSchema
 
+# Liveness/readiness probes, Prometheus scrapes and the API docs answer to
+# anybody however saturated the API is: no rate limits, no authentication.
+OPEN_BLUEPRINTS = frozenset({"health", "api-docs"})
+
 
 class _Parser(FlaskParser):
     # 400 for malformed input; 422 is kept for a well-formed buy the market refuses.
