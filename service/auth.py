@@ -34,7 +34,7 @@ from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
 from service.api import OPEN_BLUEPRINTS
-from service.config import Settings
+from service.config import Settings, key_algorithm
 from service.errors import (
     Forbidden,
     IdentityProviderUnavailable,
@@ -112,6 +112,10 @@ class TokenVerifier:
             if settings.auth_jwks_url
             else None
         )
+        # A PEM key serves one algorithm: a token claiming the other one is
+        # refused before PyJWT would try an RSA key as an EC key.
+        key = settings.auth_jwt_public_key
+        self._algorithms = [key_algorithm(key)] if key else list(settings.auth_algorithms)
 
     def user_of(self, token: str) -> str:
         """The user id in ``AUTH_USER_CLAIM`` of a valid ``token``.
@@ -125,7 +129,7 @@ class TokenVerifier:
             claims = jwt.decode(
                 token,
                 self._key_for(token),
-                algorithms=list(settings.auth_algorithms),
+                algorithms=self._algorithms,
                 issuer=settings.auth_issuer,
                 audience=settings.auth_audience,
                 leeway=LEEWAY_SECONDS,

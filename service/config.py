@@ -133,6 +133,11 @@ def _public_key(raw: str) -> RSAPublicKey | EllipticCurvePublicKey | None:
     return key
 
 
+def key_algorithm(key: RSAPublicKey | EllipticCurvePublicKey) -> str:
+    """The one algorithm a PEM key verifies: RS256 for RSA, ES256 for EC."""
+    return "RS256" if isinstance(key, RSAPublicKey) else "ES256"
+
+
 def _algorithms(raw: str) -> tuple[str, ...]:
     names = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
     if not names or any(name not in AUTH_ALGORITHMS for name in names):
@@ -263,6 +268,12 @@ class Settings:
         if (self.auth_jwks_url is None) == (self.auth_jwt_public_key is None):
             raise ConfigError(
                 "AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY (exactly one) is required when AUTH_MODE=jwt"
+            )
+        key = self.auth_jwt_public_key
+        if key is not None and key_algorithm(key) not in self.auth_algorithms:
+            raise ConfigError(
+                f"AUTH_JWT_PUBLIC_KEY needs {key_algorithm(key)}, which AUTH_ALGORITHMS "
+                f"({','.join(self.auth_algorithms)}) does not allow"
             )
 
     @classmethod
