@@ -309,6 +309,11 @@ def test_a_flooding_user_is_limited_while_another_user_is_served(
 
     flood = [_get(client, "/users/alice/portfolios", alice) for _ in range(10)]
     assert [response.status_code for response in flood] == [200] * 3 + [429] * 7
+    # The headers describe the tighter of the two windows: alice's own.
+    assert (flood[0].headers["RateLimit-Limit"], flood[0].headers["RateLimit-Remaining"]) == (
+        "3",
+        "2",
+    )
     refused = flood[-1]
     assert refused.json is not None
     assert refused.json["error"]["code"] == "rate_limited"
