@@ -327,3 +327,14 @@ def test_a_flooding_user_is_limited_while_another_user_is_served(
     assert over.status_code == 429
     assert over.json is not None
     assert over.json["error"]["details"] == {"limit": "6 per 1 minute", "scope": "global"}
+
+
+def test_unknown_key_ids_do_not_hammer_the_identity_provider(
+    jwt_client: Callable[..., FlaskClient], idp: IdentityProvider, rsa_1: rsa.RSAPrivateKey
+) -> None:
+    client = jwt_client(auth_jwks_cooldown_seconds=30)
+    assert _get(client, "/users/alice/portfolios", sign(rsa_1, "rsa-1")).status_code == 200
+    for n in range(5):
+        forged = sign(rsa_key(), f"made-up-{n}")
+        assert _get(client, "/users/alice/portfolios", forged).status_code == 401
+    assert idp.fetches == 1  # within the cooldown no made-up kid causes a fetch
