@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from service import api as api_package
 from service import jobs
 from service.api.errors import register_error_handlers
+from service.auth import register_auth
 from service.config import Settings
 from service.extensions import db, migrate, redis_store
 from service.logging import register_request_id
@@ -36,6 +37,14 @@ POSTGRES_CONNECT_ARGS = {
     "keepalives_count": 3,
 }
 
+BEARER_SCHEME = "bearerAuth"
+BEARER_SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "A JWT from the identity provider (AUTH_MODE=jwt).",
+}
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (default: the environment).
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The CronJobs' pods are never scraped: the web pods export what they leave behind.
     register_state_collectors(app, circuit_state, refresh_state, report_metrics, sweep_state)
     register_extensions(app, settings)
+    register_auth(app, settings)  # before the limits: the per-user limit needs the user
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)
     api_package.register_blueprints(app)
@@ -76,7 +86,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         engine_options.update(
             pool_size=10, max_overflow=10, pool_recycle=1800, connect_args=POSTGRES_CONNECT_ARGS
         )
-    return {
+    config: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "API_TITLE": "Stock trading service",
@@ -87,3 +97,10 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_PATH": "docs",
         "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",  # service.api.docs_assets
     }
+    if settings.auth_mode == "jwt":
+        # Every documented operation needs the token; /docs shows "Authorize" for it.
+        config["API_SPEC_OPTIONS"] = {
+            "components": {"securitySchemes": {BEARER_SCHEME: BEARER_SECURITY_SCHEME}},
+            "security": [{BEARER_SCHEME: []}],
+        }
+    return config

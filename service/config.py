@@ -15,7 +15,11 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from flask import current_app
 
 T = TypeVar("T")
@@ -28,6 +32,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 # simulator takes these too, so one environment serves both.
 SIMULATOR_API_KEY = "simulator-key"
 SIMULATOR_PORT = 8099
+# Asymmetric algorithms only: HS256 would let anyone holding the public key sign.
+AUTH_ALGORITHMS = ("RS256", "ES256")
 _RATE = re.compile(r"^\s*\d+\s*(/|\s+per\s+)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", re.I)
 
 
@@ -99,6 +105,44 @@ def _choice(*options: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _optional_rate(raw: str) -> str | None:
+    return _rate(raw) if raw.strip() else None
+
+
+def _http_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a URL such as https://idp.example.com/.well-known/jwks.json")
+    return url
+
+
+def _public_key(raw: str) -> RSAPublicKey | EllipticCurvePublicKey | None:
+    if not raw.strip():
+        return None
+    try:
+        key = load_pem_public_key(raw.strip().encode())
+    except ValueError:
+        raise ValueError("expected a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+    if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
+        raise ValueError("expected an RSA or EC public key")
+    return key
+
+
+def key_algorithm(key: RSAPublicKey | EllipticCurvePublicKey) -> str:
+    """The one algorithm a PEM key verifies: RS256 for RSA, ES256 for EC."""
+    return "RS256" if isinstance(key, RSAPublicKey) else "ES256"
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+    if not names or any(name not in AUTH_ALGORITHMS for name in names):
+        raise ValueError(f"expected a comma list of {', '.join(AUTH_ALGORITHMS)}")
+    return names
 
 
 def _email_list(raw: str) -> tuple[str, ...]:
@@ -191,10 +235,47 @@ class Settings:
     report_outbox_dir: str = _setting("REPORT_OUTBOX_DIR", _text, str(INSTANCE_DIR / "outbox"))
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO")
     log_format: str = _setting("LOG_FORMAT", _choice("json", "text"), "json")
+    auth_mode: str = _setting("AUTH_MODE", _choice("none", "jwt"), "none")
+    auth_issuer: str | None = _setting("AUTH_ISSUER", _optional_text, None)
+    auth_audience: str | None = _setting("AUTH_AUDIENCE", _optional_text, None)
+    auth_jwks_url: str | None = _setting("AUTH_JWKS_URL", _http_url, None)
+    # Not secret, but a PEM does not fit in one log line: shown as "<set>".
+    auth_jwt_public_key: RSAPublicKey | EllipticCurvePublicKey | None = _setting(
+        "AUTH_JWT_PUBLIC_KEY", _public_key, None, secret=True
+    )
+    auth_user_claim: str = _setting("AUTH_USER_CLAIM", _text, "sub")
+    auth_algorithms: tuple[str, ...] = _setting("AUTH_ALGORITHMS", _algorithms, AUTH_ALGORITHMS)
+    auth_jwks_cooldown_seconds: int = _setting("AUTH_JWKS_COOLDOWN_SECONDS", _integer(0), 30)
+    user_rate_limit: str | None = _setting("USER_RATE_LIMIT", _optional_rate, None)
 
     def __post_init__(self) -> None:
         # Overrides given in code get the same driver mapping as the environment.
         object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
+        if self.auth_mode == "jwt":
+            self._check_jwt_settings()
+
+    def _check_jwt_settings(self) -> None:
+        """``AUTH_MODE=jwt`` needs an issuer, an audience, a claim and one key source.
+
+        :raises ConfigError: naming the missing or conflicting variable.
+        """
+        for env, value in (
+            ("AUTH_ISSUER", self.auth_issuer),
+            ("AUTH_AUDIENCE", self.auth_audience),
+            ("AUTH_USER_CLAIM", self.auth_user_claim),
+        ):
+            if not value:
+                raise ConfigError(f"{env} is required when AUTH_MODE=jwt")
+        if (self.auth_jwks_url is None) == (self.auth_jwt_public_key is None):
+            raise ConfigError(
+                "AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY (exactly one) is required when AUTH_MODE=jwt"
+            )
+        key = self.auth_jwt_public_key
+        if key is not None and key_algorithm(key) not in self.auth_algorithms:
+            raise ConfigError(
+                f"AUTH_JWT_PUBLIC_KEY needs {key_algorithm(key)}, which AUTH_ALGORITHMS "
+                f"({','.join(self.auth_algorithms)}) does not allow"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

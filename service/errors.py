@@ -157,3 +157,31 @@ class VendorFailure(ServiceError):
     ) -> None:
         self.vendor_status = vendor_status
         super().__init__(message, details=details, retry_after=retry_after)
+
+
+class Unauthenticated(ServiceError):
+    """The request carries no bearer token where one is required."""
+
+    code = "unauthenticated"
+    # The same words for every failure: which check failed would help a forger.
+    default_message = "A valid bearer token is required."
+
+
+class InvalidCredentials(Unauthenticated):
+    """The bearer token is malformed, expired, forged, for another issuer or
+    audience, or signed by an unknown key (one code: no hint for forgers)."""
+
+
+class Forbidden(ServiceError):
+    """The authenticated user asked to act for another user."""
+
+    code = "forbidden"
+    default_message = "The token's user may not act for this userId."
+
+
+class IdentityProviderUnavailable(ServiceUnavailable):
+    """The identity provider's key set could not be fetched and the token's
+    key is not cached: the token can be neither accepted nor refused."""
+
+    code = "identity_provider_unavailable"
+    default_message = "The identity provider's keys cannot be fetched; try again shortly."

@@ -98,7 +98,7 @@ PRICE_CHECK_REJECTIONS = Counter(
 )
 RATE_LIMITED = Counter(
     "trading_rate_limited_total",
-    "Requests refused with 429, by limit (rate, concurrency).",
+    "Requests refused with 429, by limit (rate, user_rate, concurrency).",
     ["limit"],
     registry=None,
 )

@@ -244,3 +244,46 @@ severity: {{ .severity }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Environment of the web container for auth.* (nothing with mode none). Only the
+web pods get it: the jobs never authenticate, so an auth mistake cannot stop them.
+*/}}
+{{- define "stock-trading.authEnv" -}}
+{{- with .Values.auth }}
+{{- if eq .mode "jwt" }}
+- name: AUTH_MODE
+  value: "jwt"
+- name: AUTH_ISSUER
+  value: {{ required "auth.issuer is required when auth.mode is jwt" .issuer | quote }}
+- name: AUTH_AUDIENCE
+  value: {{ required "auth.audience is required when auth.mode is jwt" .audience | quote }}
+- name: AUTH_USER_CLAIM
+  value: {{ .userClaim | quote }}
+- name: AUTH_ALGORITHMS
+  value: {{ join "," .algorithms | quote }}
+{{- if .jwksUrl }}
+- name: AUTH_JWKS_URL
+  value: {{ .jwksUrl | quote }}
+{{- else }}
+- name: AUTH_JWT_PUBLIC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stock-trading.authSecretName" $ }}
+      key: {{ if .existingPublicKeySecret.name }}{{ .existingPublicKeySecret.key }}{{ else }}public-key.pem{{ end }}
+{{- end }}
+{{- with .userRateLimit }}
+- name: USER_RATE_LIMIT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret with the PEM public key: the existing one, or the one the chart
+creates from auth.publicKey.
+*/}}
+{{- define "stock-trading.authSecretName" -}}
+{{- .Values.auth.existingPublicKeySecret.name | default (printf "%s-auth" (include "stock-trading.fullname" .)) }}
+{{- end }}

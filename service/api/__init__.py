@@ -20,6 +20,9 @@ from service.errors import InvalidInput
 from service.schemas.errors import ErrorSchema
 
 JSON_ONLY = "The request body must be JSON, sent with Content-Type: application/json"
+# Liveness/readiness probes, Prometheus scrapes and the API docs answer to
+# anybody however saturated the API is: no rate limits, no authentication.
+OPEN_BLUEPRINTS = frozenset({"health", "api-docs", "api-docs-assets"})
 
 
 class _Parser(FlaskParser):
@@ -80,7 +83,7 @@ TOO_MANY_REQUESTS: dict[str, Any] = {
 
 # Swagger UI's files from the pinned swagger-ui-bundle package: /docs works
 # without internet. OPENAPI_SWAGGER_UI_URL (service/app.py) points here, and
-# ratelimit.EXEMPT_BLUEPRINTS lists the name, like flask-smorest's "api-docs".
+# OPEN_BLUEPRINTS lists the name, like flask-smorest's "api-docs".
 docs_assets = FlaskBlueprint(
     "api-docs-assets",
     __name__,

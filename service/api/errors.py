@@ -18,12 +18,16 @@ from werkzeug.exceptions import HTTPException
 from service.errors import (
     Conflict,
     DatabaseUnavailable,
+    Forbidden,
+    IdentityProviderUnavailable,
+    InvalidCredentials,
     InvalidInput,
     MailDeliveryFailed,
     RateLimited,
     ServiceError,
     ServiceUnavailable,
     TooManyConcurrentRequests,
+    Unauthenticated,
     Unprocessable,
     VendorFailure,
 )
@@ -34,11 +38,14 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 STATUSES: dict[type[ServiceError], int] = {
     InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
     Conflict: 409,
     Unprocessable: 422,
     RateLimited: 429,
     TooManyConcurrentRequests: 429,
     ServiceUnavailable: 503,
+    IdentityProviderUnavailable: 503,
     MailDeliveryFailed: 502,
     VendorFailure: 502,
 }
@@ -52,6 +59,9 @@ VENDOR_STATUSES: dict[str, int] = {
     "deadline_passed": 504,
 }
 _PASSED_ON = frozenset({"vendor_rejected", "unknown_symbol"})
+# RFC 6750 §3: a bare challenge when no token came, ``invalid_token`` when one did.
+BEARER_CHALLENGE = "Bearer"
+INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
 
 
 def status_of(exc: ServiceError) -> int:
@@ -85,7 +95,12 @@ def error_response(
 
 
 def handle_service_error(exc: ServiceError) -> Response:
-    return error_response(status_of(exc), exc.code, exc.message, exc.details, exc.retry_after)
+    response = error_response(status_of(exc), exc.code, exc.message, exc.details, exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = (
+            INVALID_TOKEN_CHALLENGE if isinstance(exc, InvalidCredentials) else BEARER_CHALLENGE
+        )
+    return response
 
 
 def _http_code(exc: HTTPException) -> str:

@@ -1,6 +1,6 @@
 """Global rate and concurrency limits (DESIGN §4), shared by every worker and pod.
 
-Every endpoint except those of :data:`EXEMPT_BLUEPRINTS` (probes, metrics, API
+Every endpoint except those of :data:`~service.api.OPEN_BLUEPRINTS` (probes, metrics, API
 docs) is guarded by two limits, so a feature blueprint is limited without
 doing anything:
 
@@ -8,6 +8,10 @@ doing anything:
   *moving* window: an exact log of admissions, so a burst cannot double the
   limit across a window edge. The log lives in Redis (one key for everybody,
   or one per client address with ``RATE_LIMIT_SCOPE=client``).
+* **per-user rate** (``AUTH_MODE=jwt`` with ``USER_RATE_LIMIT``) — the same
+  kind of window per token user, checked first, so one user cannot starve
+  the others. Its 429s name the limit hit: ``details.scope`` is ``user``,
+  ``global`` or ``client``.
 * **concurrency** — at most ``MAX_CONCURRENT_REQUESTS`` in flight: a counting
   semaphore in Redis whose slots are *leases* (:class:`ConcurrencyLimiter`).
   A process renews the leases of its running requests from a background
@@ -29,10 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Flask, Response, g, request
-from flask_limiter import Limiter
+from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.errors import RateLimitExceeded
 from redis import Redis
 
+from service.api import OPEN_BLUEPRINTS
 from service.api.errors import handle_service_error
 from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
@@ -42,19 +47,18 @@ from service.ratelimit.window import RateWindow
 
 __all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "register_limits"]
 
-# Liveness/readiness probes, Prometheus scrapes and the API docs must answer
-# however saturated the API is.
-EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs", "api-docs-assets"})
 # limits' strategies keep different Redis types under their keys: a new
 # strategy needs a new prefix, else the old keys answer WRONGTYPE.
 RATE_KEY_PREFIX = "moving-window-v1"
 RATE_STORAGE_PREFIX = "trading:ratelimit"
 CONCURRENCY_KEY_PREFIX = "trading:concurrency:v1"
 CONCURRENCY_RETRY_AFTER_SECONDS = 1
+# The scope of the per-user limit, named in its 429 (``details.scope``).
+USER_SCOPE = "user"
 
 
 def _exempt() -> bool:
-    return request.blueprint in EXEMPT_BLUEPRINTS
+    return request.blueprint in OPEN_BLUEPRINTS
 
 
 def _add_rate_headers(response: Response) -> Response:
@@ -64,53 +68,76 @@ def _add_rate_headers(response: Response) -> Response:
     return response
 
 
-def _rate_limited(exc: RateLimitExceeded) -> Response:
-    RATE_LIMITED.labels("rate").inc()
-    window: RateWindow | None = g.get("rate_window")
-    return handle_service_error(
-        RateLimited(
-            details={"limit": str(exc.limit.limit)},
-            retry_after=window.reset_in() if window else 1,
+def _rate_limited_handler(name_scope: bool) -> Callable[[RateLimitExceeded], Response]:
+    """The 429 of a rate limit; with several limits (``name_scope``) its
+    ``details.scope`` says which one was hit."""
+
+    def rate_limited(exc: RateLimitExceeded) -> Response:
+        scope = str(exc.limit.scope)
+        RATE_LIMITED.labels("user_rate" if scope == USER_SCOPE else "rate").inc()
+        details = {"limit": str(exc.limit.limit)}
+        if name_scope:
+            details["scope"] = scope
+        window: RateWindow | None = g.get("rate_window")
+        return handle_service_error(
+            RateLimited(details=details, retry_after=window.reset_in() if window else 1)
         )
-    )
+
+    return rate_limited
 
 
 def register_limits(app: Flask, settings: Settings) -> None:
-    """Guard every endpoint outside :data:`EXEMPT_BLUEPRINTS` with both limits.
+    """Guard every endpoint outside :data:`~service.api.OPEN_BLUEPRINTS` with both limits.
 
     Register after the request-id and request-metrics hooks (so a 429 carries
     a request id and is counted) and after the Redis client. Excess requests
     get 429 with the error envelope (``rate_limited`` or
     ``too_many_concurrent_requests``) and ``Retry-After``; every response of
     a guarded endpoint carries ``RateLimit-Limit``/``-Remaining``/``-Reset``
-    when the rate window is known (not while Redis fails). Nothing is
-    registered when ``RATE_LIMIT_ENABLED`` is false.
+    when the rate window is known (not while Redis fails), for the limit with
+    the fewest places left. With ``AUTH_MODE=jwt`` and ``USER_RATE_LIMIT`` the
+    per-user limit comes first (register after the auth hook, which sets
+    ``g.user_id``). Nothing is registered when ``RATE_LIMIT_ENABLED`` is false.
     """
     if not settings.rate_limit_enabled:
         return
     redis: Redis | None = app.extensions["redis"] if settings.redis_url else None
     client_key = _client_key(settings.rate_limit_scope)
-    limiter = Limiter(
-        client_key,
-        application_limits=[settings.rate_limit],
-        strategy="moving-window",
-        storage_uri="trading+redis://" if redis else "trading+memory://",
-        storage_options=(
-            {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
-            if redis
-            else {}
-        ),
-        key_prefix=RATE_KEY_PREFIX,
-        # flask-limiter's own headers would add Retry-After to admitted
-        # responses and read the window back; _add_rate_headers does neither.
-        headers_enabled=False,
-        # An unforeseen limiter error must not fail the request (Redis errors
-        # never get here: the storage fails open and counts them).
-        swallow_errors=True,
-    )
-    limiter.request_filter(_exempt)
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+    def limiter(key: Callable[[], str], limit: ApplicationLimit) -> Limiter:
+        return Limiter(
+            key,
+            application_limits=[limit],
+            strategy="moving-window",
+            storage_uri="trading+redis://" if redis else "trading+memory://",
+            storage_options=(
+                {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
+                if redis
+                else {}
+            ),
+            key_prefix=RATE_KEY_PREFIX,
+            # flask-limiter's own headers would add Retry-After to admitted
+            # responses and read the window back; _add_rate_headers does neither.
+            headers_enabled=False,
+            # An unforeseen limiter error must not fail the request (Redis errors
+            # never get here: the storage fails open and counts them).
+            swallow_errors=True,
+        )
+
+    user_rate = settings.user_rate_limit if settings.auth_mode == "jwt" else None
+    if user_rate is not None:
+        # A Limiter of its own, whose hook runs before the global one: a request
+        # refused for its user takes nothing from everybody else's budget
+        # (one Limiter would check its limits in order of their time unit).
+        user_limit = ApplicationLimit(user_rate, scope=USER_SCOPE)
+        per_user = limiter(_token_user, user_limit)
+        per_user.request_filter(lambda: g.get("user_id") is None)
+        per_user.init_app(app)
+    global_limit = ApplicationLimit(settings.rate_limit, scope=settings.rate_limit_scope)
+    shared = limiter(client_key, global_limit)
+    shared.request_filter(_exempt)
+    shared.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _rate_limited_handler(user_rate is not None))
     app.after_request(_add_rate_headers)
 
     concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
@@ -134,6 +161,11 @@ def register_limits(app: Flask, settings: Settings) -> None:
 
     app.before_request(take_slot)
     app.teardown_request(give_slot)
+
+
+def _token_user() -> str:
+    user: str = g.user_id
+    return user
 
 
 def _client_key(scope: str) -> Callable[[], str]:

@@ -80,9 +80,13 @@ class RateWindow:
 
 def _report_window(limit: int, entries: int, oldest: float, expiry: int) -> None:
     # The storage hands the window to the request through ``g``: flask-limiter
-    # would otherwise read it back with a second Redis call.
+    # would otherwise read it back with a second Redis call. Of several limits
+    # (per user, then global) the one with the fewest places left is reported.
     if has_app_context():
-        g.rate_window = RateWindow(limit, max(0, limit - entries), oldest + expiry)
+        window = RateWindow(limit, max(0, limit - entries), oldest + expiry)
+        current: RateWindow | None = g.get("rate_window")
+        if current is None or window.remaining <= current.remaining:
+            g.rate_window = window
 
 
 class SharedWindowStorage(RedisStorage):

@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from service.auth import bind_user
 from service.models import TransactionStatus
 from service.schemas.fields import FullMatch, Money, UserId
 
@@ -50,7 +51,14 @@ def _at_most_six_decimals(value: Decimal) -> None:
 
 
 class BuyRequestSchema(Schema):
-    user_id = UserId(required=True, data_key="userId")
+    user_id = UserId(
+        required=True,
+        data_key="userId",
+        metadata={
+            "description": "The buyer: 1–64 letters, digits, '_' or '-'. With AUTH_MODE=jwt it "
+            "may be omitted (the token's user buys) and must otherwise be the token's user (403)."
+        },
+    )
     price = fields.Decimal(
         required=True,
         validate=[
@@ -72,6 +80,10 @@ class BuyRequestSchema(Schema):
     quantity = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
     )
+
+    @pre_load
+    def bind_buyer(self, data: Any, **_kwargs: Any) -> Any:
+        return bind_user(data, "userId")
 
 
 class TransactionSchema(Schema):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.config import ConfigError, Settings
+from tests.identity import AUDIENCE, ISSUER, ec_key, public_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,12 @@ def test_provider_postgres_urls_use_psycopg2(url: str) -> None:
         ("REDIS_URL", "localhost:6379"),
         ("REPORT_RECIPIENTS", "not-an-address"),
         ("RATE_LIMIT_SCOPE", "everyone"),
+        ("AUTH_MODE", "basic"),
+        ("AUTH_JWKS_URL", "file:///etc/passwd"),
+        ("AUTH_JWT_PUBLIC_KEY", "not a key"),
+        ("AUTH_ALGORITHMS", "HS256"),
+        ("AUTH_ALGORITHMS", "RS256,none"),
+        ("USER_RATE_LIMIT", "lots"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
@@ -94,4 +101,72 @@ def test_start_up_fails_with_one_line_naming_the_variable() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "configuration error: CACHE_TTL_SECONDS='abc' is invalid: expected a whole number"
+    ]
+
+
+JWT_BASE = {
+    "AUTH_MODE": "jwt",
+    "AUTH_ISSUER": ISSUER,
+    "AUTH_AUDIENCE": AUDIENCE,
+    "AUTH_JWKS_URL": "https://idp.test/jwks.json",
+}
+
+
+def test_jwt_mode_reads_its_settings() -> None:
+    settings = Settings.from_env(
+        {**JWT_BASE, "AUTH_USER_CLAIM": "preferred_username", "USER_RATE_LIMIT": "5/second"}
+    )
+    assert (settings.auth_issuer, settings.auth_audience) == (ISSUER, AUDIENCE)
+    assert settings.auth_algorithms == ("RS256", "ES256")
+    assert settings.auth_user_claim == "preferred_username"
+    assert settings.user_rate_limit == "5/second"
+    pem = Settings.from_env(
+        {**JWT_BASE, "AUTH_JWKS_URL": "", "AUTH_JWT_PUBLIC_KEY": public_pem(ec_key())}
+    )
+    assert pem.auth_jwt_public_key is not None
+    assert pem.describe()["AUTH_JWT_PUBLIC_KEY"] == "<set>"
+
+
+def test_auth_is_off_by_default_and_needs_nothing() -> None:
+    settings = Settings.from_env({"AUTH_ISSUER": "", "USER_RATE_LIMIT": ""})
+    assert settings.auth_mode == "none"
+    assert settings.user_rate_limit is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"AUTH_ISSUER": ""}, "AUTH_ISSUER"),
+        ({"AUTH_AUDIENCE": ""}, "AUTH_AUDIENCE"),
+        ({"AUTH_JWKS_URL": ""}, "AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY"),
+        ({"AUTH_JWT_PUBLIC_KEY": "PEM"}, "AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY"),
+        (
+            {"AUTH_JWKS_URL": "", "AUTH_JWT_PUBLIC_KEY": "PEM", "AUTH_ALGORITHMS": "RS256"},
+            "AUTH_JWT_PUBLIC_KEY",
+        ),
+    ],
+)
+def test_jwt_mode_without_a_required_setting_names_it(
+    changes: dict[str, str], variable: str
+) -> None:
+    pem = public_pem(ec_key())
+    env = {**JWT_BASE, **{name: pem if v == "PEM" else v for name, v in changes.items()}}
+    with pytest.raises(ConfigError, match=rf"^{variable} "):
+        Settings.from_env(env)
+
+
+def test_start_up_in_jwt_mode_without_an_issuer_fails_naming_it() -> None:
+    env = {**os.environ, **JWT_BASE, "AUTH_ISSUER": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", "import service.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: AUTH_ISSUER is required when AUTH_MODE=jwt"
     ]
