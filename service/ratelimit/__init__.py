@@ -104,43 +104,52 @@ def register_limits(app: Flask, settings: Settings) -> None:
     redis: Redis | None = app.extensions["redis"] if settings.redis_url else None
     client_key = _client_key(settings.rate_limit_scope)
 
-    def limiter(key: Callable[[], str], limit: ApplicationLimit) -> Limiter:
-        return Limiter(
-            key,
-            application_limits=[limit],
-            strategy="moving-window",
-            storage_uri="trading+redis://" if redis else "trading+memory://",
-            storage_options=(
-                {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
-                if redis
-                else {}
-            ),
-            key_prefix=RATE_KEY_PREFIX,
-            # flask-limiter's own headers would add Retry-After to admitted
-            # responses and read the window back; _add_rate_headers does neither.
-            headers_enabled=False,
-            # An unforeseen limiter error must not fail the request (Redis errors
-            # never get here: the storage fails open and counts them).
-            swallow_errors=True,
-        )
-
     user_rate = settings.user_rate_limit if settings.auth_mode == "jwt" else None
     if user_rate is not None:
         # A Limiter of its own, whose hook runs before the global one: a request
         # refused for its user takes nothing from everybody else's budget
         # (one Limiter would check its limits in order of their time unit).
         user_limit = ApplicationLimit(user_rate, scope=USER_SCOPE)
-        per_user = limiter(_token_user, user_limit)
+        per_user = _limiter(redis, _token_user, user_limit)
         per_user.request_filter(lambda: g.get("user_id") is None)
         per_user.init_app(app)
     global_limit = ApplicationLimit(settings.rate_limit, scope=settings.rate_limit_scope)
-    shared = limiter(client_key, global_limit)
+    shared = _limiter(redis, client_key, global_limit)
     shared.request_filter(_exempt)
     shared.init_app(app)
     app.register_error_handler(RateLimitExceeded, _rate_limited_handler(user_rate is not None))
     app.after_request(_add_rate_headers)
 
-    concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
+    _register_concurrency_limit(app, settings.max_concurrent_requests, redis, client_key)
+
+
+def _limiter(redis: Redis | None, key: Callable[[], str], limit: ApplicationLimit) -> Limiter:
+    """A flask-limiter ``Limiter`` of one moving-window limit on our window storages."""
+    return Limiter(
+        key,
+        application_limits=[limit],
+        strategy="moving-window",
+        storage_uri="trading+redis://" if redis else "trading+memory://",
+        storage_options=(
+            {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
+            if redis
+            else {}
+        ),
+        key_prefix=RATE_KEY_PREFIX,
+        # flask-limiter's own headers would add Retry-After to admitted
+        # responses and read the window back; _add_rate_headers does neither.
+        headers_enabled=False,
+        # An unforeseen limiter error must not fail the request (Redis errors
+        # never get here: the storage fails open and counts them).
+        swallow_errors=True,
+    )
+
+
+def _register_concurrency_limit(
+    app: Flask, limit: int, redis: Redis | None, client_key: Callable[[], str]
+) -> None:
+    """At most ``limit`` guarded requests in flight (per bucket of ``client_key``)."""
+    concurrency = ConcurrencyLimiter(limit, redis)
 
     def take_slot() -> None:
         if request.endpoint is None or _exempt():

@@ -23,7 +23,6 @@ from typing import Any
 
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily, Metric
-from redis.exceptions import RedisError
 from redis.lock import Lock
 from tenacity import (
     RetryCallState,
@@ -150,13 +149,14 @@ class _Run:
                 self._take(cached.page, token or store.FIRST_PAGE)
                 if self.progress:
                     self.progress(self.pages, len(self.found))
-                self.lock.reacquire()
+                with redis_guard("tokens") as guard:
+                    self.lock.reacquire()
+                if guard.error is not None:
+                    return f"lost the run lock ({guard.error!r})"
                 if cached.page.next_token is None:
                     return None
         except VendorError as exc:
             return f"page {self.pages + 1}: {exc.code}: {exc.message}"
-        except RedisError as exc:
-            return f"lost the run lock ({exc!r})"
         return f"no last page after {walk.MAX_WALK_PAGES} pages"
 
     def _fetch(self, token: str | None) -> CachedPage:

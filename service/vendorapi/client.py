@@ -14,11 +14,10 @@ call: whether to try again is the caller's decision, taken from the error's
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -32,9 +31,9 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from urllib3.exceptions import NewConnectionError
 
-from service.cache import redis_guard
 from service.config import Settings
-from service.metrics import REDIS_ERRORS, VENDOR_DURATION, VENDOR_REQUESTS
+from service.metrics import VENDOR_DURATION, VENDOR_REQUESTS
+from service.vendorapi.circuit import SharedCircuit
 from service.vendorapi.errors import (
     CircuitOpen,
     UnknownSymbol,
@@ -119,56 +118,6 @@ def _parse_stock(item: Mapping[str, Any]) -> VendorStock:
     )
 
 
-class _BreakerRedisLog:
-    """Stands in for pybreaker's storage logger, through which it reports each
-    Redis error it swallows (falling back to a closed circuit): count it and
-    log one line, not a traceback per vendor call."""
-
-    def exception(self, message: str, *args: object) -> None:
-        REDIS_ERRORS.labels("breaker").inc()
-        log.warning("circuit breaker state unavailable in Redis: " + message, *args)
-
-
-class _CountingRedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage whose swallowed Redis errors are counted
-    (through its documented ``logger`` attribute)."""
-
-    logger = _BreakerRedisLog()  # type: ignore[assignment]
-
-
-class _TransitionLog(pybreaker.CircuitBreakerListener):
-    """Logs a WARNING when the vendor circuit changes state, once per transition.
-
-    pybreaker tells the listeners of the breaker that makes a transition, and
-    again those of every breaker that later notices the new state in the shared
-    storage (each thread, worker and pod has its own). The breaker that makes
-    it calls its listeners before it writes the storage, so a transition whose
-    new state is already stored was made elsewhere (and logged there)."""
-
-    def state_change(
-        self,
-        cb: pybreaker.CircuitBreaker,
-        old_state: pybreaker.CircuitBreakerState | None,
-        new_state: pybreaker.CircuitBreakerState,
-    ) -> None:
-        if cb.current_state == new_state.name:
-            return
-        log.warning(
-            "vendor circuit %s → %s",
-            old_state.name if old_state else None,
-            new_state.name,
-            extra={
-                "circuit": cb.name,
-                "from_state": old_state.name if old_state else None,
-                "to_state": new_state.name,
-                "failures": cb.fail_counter,
-            },
-        )
-
-
-_TRANSITION_LOG = _TransitionLog()
-
-
 class VendorClient:
     """Talks to the vendor. Thread-safe; one instance per app."""
 
@@ -191,10 +140,9 @@ class VendorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"x-api-key": api_key, "Accept": "application/json"})
-        self._redis = redis
-        self._fail_max = fail_max
-        self._reset_timeout = reset_timeout
-        self._local = threading.local()
+        self.circuit = SharedCircuit(
+            redis, fail_max, reset_timeout, exclude=(VendorRejected, VendorBadResponse)
+        )
         self._list_wait = list_wait or wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1)
 
     # --- public operations ---------------------------------------------------
@@ -262,57 +210,19 @@ class VendorClient:
             raise VendorBadResponse(f"unreadable order confirmation: {exc}") from exc
 
     def circuit_is_open(self) -> bool:
-        return self._breaker().current_state == pybreaker.STATE_OPEN
+        return self.circuit.is_open()
 
     def circuit_retry_after(self) -> int:
         """Seconds until the open circuit lets a trial call through (at least 1)."""
-        opened_at = self._storage().opened_at
-        if opened_at is None:
-            return 1
-        remaining = opened_at + timedelta(seconds=self._reset_timeout) - datetime.now(UTC)
-        return max(1, int(remaining.total_seconds() + 0.999))
+        return self.circuit.retry_after()
 
     # --- plumbing ------------------------------------------------------------
-
-    def _breaker(self) -> pybreaker.CircuitBreaker:
-        # pybreaker holds its lock for the whole guarded call, which would
-        # serialise a worker's threads. The state lives in Redis, so each
-        # thread gets its own breaker object over the same shared state.
-        breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
-        if breaker is not None:
-            return breaker
-        storage = self._storage()
-        breaker = pybreaker.CircuitBreaker(
-            fail_max=self._fail_max,
-            reset_timeout=self._reset_timeout,
-            exclude=[VendorRejected, VendorBadResponse],
-            state_storage=storage,
-            name="vendor",
-            throw_new_error_on_trip=False,
-            listeners=[_TRANSITION_LOG],
-        )
-        if isinstance(storage, pybreaker.CircuitRedisStorage):
-            self._local.breaker = breaker
-        return breaker
-
-    def _storage(self) -> pybreaker.CircuitBreakerStorage:
-        """This thread's view of the shared circuit state. Creating it writes to
-        Redis; while Redis is down the circuit is closed and per call (nothing
-        is kept, so the shared state is picked up again once Redis answers)."""
-        storage: pybreaker.CircuitBreakerStorage | None = getattr(self._local, "storage", None)
-        if storage is None:
-            with redis_guard("breaker"):
-                storage = _CountingRedisStorage(
-                    pybreaker.STATE_CLOSED, self._redis, namespace="vendor"
-                )
-                self._local.storage = storage
-        return storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
 
     def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return self._breaker().call(self._send, method, path, **kwargs)
+            return self.circuit.breaker().call(self._send, method, path, **kwargs)
         except pybreaker.CircuitBreakerError:
             outcome = "circuit_open"
             raise CircuitOpen(retry_after=self.circuit_retry_after()) from None

@@ -1,0 +1,133 @@
+"""The vendor's circuit breaker: pybreaker, its state shared in Redis by every
+thread, worker and pod.
+
+pybreaker holds its lock for the whole guarded call, which would serialise a
+worker's threads, so each thread gets its own breaker object over the same
+shared state. While Redis is down the circuit is closed (fail open), counted
+in ``trading_redis_errors_total{component="breaker"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pybreaker
+from redis import Redis
+
+from service.cache import redis_guard
+from service.metrics import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class _BreakerRedisLog:
+    """Stands in for pybreaker's storage logger, through which it reports each
+    Redis error it swallows (falling back to a closed circuit): count it and
+    log one line, not a traceback per vendor call."""
+
+    def exception(self, message: str, *args: object) -> None:
+        REDIS_ERRORS.labels("breaker").inc()
+        log.warning("circuit breaker state unavailable in Redis: " + message, *args)
+
+
+class _CountingRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage whose swallowed Redis errors are counted
+    (through its documented ``logger`` attribute)."""
+
+    logger = _BreakerRedisLog()  # type: ignore[assignment]
+
+
+class _TransitionLog(pybreaker.CircuitBreakerListener):
+    """Logs a WARNING when the vendor circuit changes state, once per transition.
+
+    pybreaker tells the listeners of the breaker that makes a transition, and
+    again those of every breaker that later notices the new state in the shared
+    storage (each thread, worker and pod has its own). The breaker that makes
+    it calls its listeners before it writes the storage, so a transition whose
+    new state is already stored was made elsewhere (and logged there)."""
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        if cb.current_state == new_state.name:
+            return
+        log.warning(
+            "vendor circuit %s → %s",
+            old_state.name if old_state else None,
+            new_state.name,
+            extra={
+                "circuit": cb.name,
+                "from_state": old_state.name if old_state else None,
+                "to_state": new_state.name,
+                "failures": cb.fail_counter,
+            },
+        )
+
+
+_TRANSITION_LOG = _TransitionLog()
+
+
+class SharedCircuit:
+    """One circuit, seen by each thread through breaker objects of its own."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        fail_max: int,
+        reset_timeout: int,
+        *,
+        exclude: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self._redis = redis
+        self._fail_max = fail_max
+        self._reset_timeout = reset_timeout
+        self._exclude = exclude
+        self._local = threading.local()
+
+    def is_open(self) -> bool:
+        return self.breaker().current_state == pybreaker.STATE_OPEN
+
+    def retry_after(self) -> int:
+        """Seconds until the open circuit lets a trial call through (at least 1)."""
+        opened_at = self._storage().opened_at
+        if opened_at is None:
+            return 1
+        remaining = opened_at + timedelta(seconds=self._reset_timeout) - datetime.now(UTC)
+        return max(1, int(remaining.total_seconds() + 0.999))
+
+    def breaker(self) -> pybreaker.CircuitBreaker:
+        """This thread's breaker over the shared state."""
+        breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
+        if breaker is not None:
+            return breaker
+        storage = self._storage()
+        breaker = pybreaker.CircuitBreaker(
+            fail_max=self._fail_max,
+            reset_timeout=self._reset_timeout,
+            exclude=list(self._exclude),
+            state_storage=storage,
+            name="vendor",
+            throw_new_error_on_trip=False,
+            listeners=[_TRANSITION_LOG],
+        )
+        if isinstance(storage, pybreaker.CircuitRedisStorage):
+            self._local.breaker = breaker
+        return breaker
+
+    def _storage(self) -> pybreaker.CircuitBreakerStorage:
+        """This thread's view of the shared circuit state. Creating it writes to
+        Redis; while Redis is down the circuit is closed and per call (nothing
+        is kept, so the shared state is picked up again once Redis answers)."""
+        storage: pybreaker.CircuitBreakerStorage | None = getattr(self._local, "storage", None)
+        if storage is None:
+            with redis_guard("breaker"):
+                storage = _CountingRedisStorage(
+                    pybreaker.STATE_CLOSED, self._redis, namespace="vendor"
+                )
+                self._local.storage = storage
+        return storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
