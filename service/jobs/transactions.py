@@ -38,12 +38,12 @@ HEADER = ROW.format(
 )
 
 
-class _Exit(click.ClickException):
-    """A one-line error with its own exit status."""
+class _NotFound(click.ClickException):
+    exit_code = NOT_FOUND_EXIT
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class _Conflict(click.ClickException):
+    exit_code = CONFLICT_EXIT
 
 
 @cli.command("list")
@@ -138,9 +138,9 @@ def resolve_command(
         )
         raise click.UsageError(fields or exc.message) from exc
     except TransactionNotFound as exc:
-        raise _Exit(exc.message, NOT_FOUND_EXIT) from exc
+        raise _NotFound(exc.message) from exc
     except ResolutionConflict as exc:
-        raise _Exit(exc.message, CONFLICT_EXIT) from exc
+        raise _Conflict(exc.message) from exc
     except SQLAlchemyError as exc:
         raise click.ClickException(f"transactions resolve failed: {problem(exc)}") from exc
     verb = "resolved" if done.changed else "already resolved; nothing changed:"
@@ -163,12 +163,13 @@ def _line(row: Transaction) -> str:
 
 
 def _resolution(resolution: TransactionResolution) -> str:
-    price = (
-        f" at {money_text(resolution.executed_price)} (total {money_text(resolution.total)})"
-        if resolution.executed_price is not None
+    price, total = resolution.executed_price, resolution.total
+    priced = (
+        f" at {money_text(price)} (total {money_text(total)})"
+        if price is not None and total is not None
         else ""
     )
     return (
-        f"{resolution.status}{price} by {resolution.resolved_by} "
+        f"{resolution.status}{priced} by {resolution.resolved_by} "
         f"at {resolution.resolved_at.isoformat(timespec='seconds')}: {resolution.note}"
     )

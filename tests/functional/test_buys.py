@@ -407,7 +407,8 @@ def test_same_key_and_body_replay_the_first_answer_without_a_second_order(
 
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json == first.json
-    assert again.json is not None and again.json["idempotencyKey"] == "order-1"
+    assert again.json is not None
+    assert again.json["idempotencyKey"] == "order-1"
     assert len(simulator.orders()) == 1
     assert len(ledger()) == 1
     assert holdings()["AAPL"].quantity == 2

@@ -194,7 +194,8 @@ def test_list_filters_and_shows_resolutions(app: Flask) -> None:
         "id", "created", "(UTC)", "user", "symbol", "qty", "price", "status", "reason", "resolution"
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == [str(old.id), str(settled.id)]
-    assert "failed by carol at" in lines[2] and lines[2].endswith("vendor order list, ticket 42")
+    assert "failed by carol at" in lines[2]
+    assert lines[2].endswith("vendor order list, ticket 42")
     items = [json.loads(line) for line in recent.stdout.splitlines()]
     assert [item["userId"] for item in items] == ["user-1", "user-1", "bob"]
     assert items[0]["resolution"]["status"] == "failed"
