@@ -12,10 +12,14 @@ of the ledger row, so two operators resolving the same row act once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+
+from flask import Flask
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import InvalidInput, ResolutionConflict, TransactionNotFound
 from service.extensions import db
@@ -171,9 +175,22 @@ def _check_input(
         raise InvalidInput(details={"fields": fields})
 
 
-def unresolved_count(now: datetime | None = None) -> int:
-    """Unknown attempts older than :data:`RECONCILE_WITHIN` that no operator has resolved."""
-    session = db.session()
-    count = resolutions.count_unresolved_before(session, (now or utcnow()) - RECONCILE_WITHIN)
-    session.commit()
-    return count
+def unresolved_state(app: Flask) -> Iterator[Metric]:
+    """``trading_unresolved_unknown_orders``: unknown attempts older than
+    :data:`RECONCILE_WITHIN` that no operator has resolved, counted at scrape
+    time (one index range scan). Always declared; no sample when the database
+    cannot be read. Not registered here: the app factory registers it.
+    """
+    gauge = GaugeMetricFamily(
+        "trading_unresolved_unknown_orders",
+        "Buys whose outcome has been unknown for over an hour and that no operator has resolved.",
+    )
+    with app.app_context():
+        try:
+            cutoff = utcnow() - RECONCILE_WITHIN
+            gauge.add_metric([], resolutions.count_unresolved_before(db.session(), cutoff))
+        except SQLAlchemyError as exc:
+            log.warning("unresolved orders unavailable", extra={"error": type(exc).__name__})
+        finally:
+            db.session.remove()
+    yield gauge
