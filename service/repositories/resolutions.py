@@ -102,4 +102,4 @@ def resolved_between(
         .where(TransactionResolution.resolved_at >= start, TransactionResolution.resolved_at < end)
         .order_by(TransactionResolution.resolved_at, TransactionResolution.id)
     )
-    return [(resolution, transaction) for resolution, transaction in rows.tuples()]
+    return [(resolution, transaction) for resolution, transaction in rows]
