@@ -32,10 +32,10 @@ from service.app import create_app
 from service.config import Settings
 from service.errors import MailDeliveryFailed, ReportDayNotClosed
 from service.extensions import db
-from service.models import ReportRun
+from service.models import ReportRun, ResolutionStatus, TransactionResolution
 from service.models.base import utcnow
 from service.repositories import reports as runs
-from service.services import report_content, report_views, reports
+from service.services import report_content, report_views, reports, resolutions
 from service.vendorapi.simulator import Simulator
 from tests.conftest import SmtpServer
 from tests.ledger import record
@@ -686,3 +686,40 @@ def test_the_html_part_reads_right_in_a_browser(
     assert widths["attempts"][12] / full == pytest.approx(2 / 4, abs=0.02)
     assert widths["attempts"][23] / full == pytest.approx(1 / 4, abs=0.02)
     assert widths["problems"][10] / full == pytest.approx(1 / 4, abs=0.02)
+
+
+def test_the_report_lists_what_is_left_to_reconcile_and_the_days_resolutions(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    session = db.session()
+    oldest = record(session, at(9, day=DAY - timedelta(days=3)), "unknown", reason="vendor_timeout",
+                    user_id="u1", symbol="TSLA")  # fmt: skip
+    settled = record(session, at(14), "unknown", reason="vendor_answer_lost", quantity=2,
+                     price="10.5", user_id="u2")  # fmt: skip
+    waiting = record(session, at(15), "unknown", reason="interrupted", user_id="u3")
+    record(session, at(1, day=DAY + timedelta(days=1)), "unknown", reason="x", user_id="later")
+    session.commit()
+    resolutions.resolve(settled.id, status=ResolutionStatus.SUCCEEDED, by="carol", note="ok")
+    db.session.execute(sa.update(TransactionResolution).values(resolved_at=at(18)))
+    db.session.commit()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, _ = parts(smtp_server.messages[0])
+    section = text[text.index("To reconcile:") :]
+    assert section.startswith(
+        f"To reconcile: 2 unknown outcomes of {DAY} or earlier not resolved yet"
+    )
+    listed = section.splitlines()[2:4]
+    assert [line.split()[0] for line in listed] == [str(oldest.id), str(waiting.id)]
+    assert re.search(r"\b1[0-9] d [0-9]+ h\b", listed[0])  # created 2026-11-20, read in December
+    resolved = section[section.index(f"Resolved on {DAY}: 1") :].splitlines()
+    assert resolved[2].split() == [
+        str(settled.id), str(DAY), "u2", "AAPL", "2", "succeeded", "21.00", "USD", "carol", "ok"
+    ]  # fmt: skip
+    # The day's figures count the resolved attempt as bought, and list only the other unknown.
+    assert "value bought 21.00 USD; 0 failed, 1 unknown." in text
+    assert re.search(rf"^{waiting.id} .*interrupted", text, re.MULTILINE)
+    assert not re.search(rf"^{settled.id} .*vendor_answer_lost", text, re.MULTILINE)
+    assert 'id="to-reconcile"' in html
+    assert 'id="resolved"' in html
