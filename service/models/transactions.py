@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column, relationship
 
 from service.models.base import Base, BigId, Money, UTCDateTime, utcnow
 from service.models.resolutions import TransactionResolution
@@ -91,25 +91,12 @@ class Transaction(Base):
     resolution: Mapped[TransactionResolution | None] = relationship(lazy="selectin", viewonly=True)
 
 
+def _newest_first(name: str, *leading: InstrumentedAttribute[str]) -> Index:
+    return Index(name, *leading, Transaction.created_at.desc(), Transaction.id.desc())
+
+
 # A user's history, newest first (GET /users/{id}/transactions), optionally
 # narrowed to one symbol or one status: each is one index range scan.
-Index(
-    "ix_transactions_user_created",
-    Transaction.user_id,
-    Transaction.created_at.desc(),
-    Transaction.id.desc(),
-)
-Index(
-    "ix_transactions_user_symbol_created",
-    Transaction.user_id,
-    Transaction.symbol,
-    Transaction.created_at.desc(),
-    Transaction.id.desc(),
-)
-Index(
-    "ix_transactions_user_status_created",
-    Transaction.user_id,
-    Transaction.status,
-    Transaction.created_at.desc(),
-    Transaction.id.desc(),
-)
+_newest_first("ix_transactions_user_created", Transaction.user_id)
+_newest_first("ix_transactions_user_symbol_created", Transaction.user_id, Transaction.symbol)
+_newest_first("ix_transactions_user_status_created", Transaction.user_id, Transaction.status)

@@ -153,15 +153,10 @@ class Outstanding:
 
 @dataclass(frozen=True)
 class ResolvedAttempt:
-    """An operator's resolution of an ``unknown`` attempt (made on the report's day)."""
+    """An operator's resolution (made on the report's day) of an ``unknown`` attempt."""
 
-    id: int
-    created_at: datetime
-    user_id: str
-    symbol: str
-    quantity: int
+    attempt: Problem
     status: str
-    executed_price: Decimal | None
     total: Decimal | None
     by: str
     note: str
@@ -170,17 +165,12 @@ class ResolvedAttempt:
     @classmethod
     def of(cls, resolution: TransactionResolution, row: Transaction) -> ResolvedAttempt:
         return cls(
-            id=row.id,
-            created_at=row.created_at,
-            user_id=row.user_id,
-            symbol=row.symbol,
-            quantity=row.quantity,
-            status=resolution.status,
-            executed_price=resolution.executed_price,
-            total=resolution.total,
-            by=resolution.resolved_by,
-            note=resolution.note,
-            resolved_at=resolution.resolved_at,
+            Problem.of(row),
+            resolution.status,
+            resolution.total,
+            resolution.resolved_by,
+            resolution.note,
+            resolution.resolved_at,
         )
 
 

@@ -107,31 +107,11 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     session.commit()
     if claimed_at is None:
         return _not_claimed(day)
-    settings = current_settings()
     try:
         # Attempts whose worker died mid-buy get their final status (unknown)
         # first, in their own transaction: the day is then read from one snapshot.
         finalise_abandoned()
-        with tempfile.TemporaryDirectory(prefix="report-") as workdir:
-            report, attachment = _read_day(day, now, csv_dir=Path(workdir))
-            assert attachment is not None
-            message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"
-            with message.open("wb") as out:
-                message_id = mail.write_message(
-                    out,
-                    sender=settings.report_from,
-                    recipients=settings.report_recipients,
-                    subject=subject(report),
-                    text=render(report, attachment.path.name, "txt"),
-                    html=render(report, attachment.path.name, "html"),
-                    attachment=attachment,
-                )
-            delivery = mail.deliver(
-                settings,
-                message,
-                sender=settings.report_from,
-                recipients=settings.report_recipients,
-            )
+        report, message_id, delivery = _compose_and_deliver(day, now)
     except Exception as exc:
         session.rollback()
         runs.mark_failed(session, day, claimed_at=claimed_at, error=str(exc))
@@ -156,6 +136,33 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
         transactions=report.transactions,
         delivery=delivery,
     )
+
+
+def _compose_and_deliver(day: date, now: datetime) -> tuple[DayReport, str, mail.Delivery]:
+    """Read ``day``, write its message (with the CSV) into a temporary
+    directory and deliver it; the report, the message id and the delivery.
+
+    :raises MailDeliveryFailed: the message was not delivered.
+    """
+    settings = current_settings()
+    with tempfile.TemporaryDirectory(prefix="report-") as workdir:
+        report, attachment = _read_day(day, now, csv_dir=Path(workdir))
+        assert attachment is not None
+        message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"
+        with message.open("wb") as out:
+            message_id = mail.write_message(
+                out,
+                sender=settings.report_from,
+                recipients=settings.report_recipients,
+                subject=subject(report),
+                text=render(report, attachment.path.name, "txt"),
+                html=render(report, attachment.path.name, "html"),
+                attachment=attachment,
+            )
+        delivery = mail.deliver(
+            settings, message, sender=settings.report_from, recipients=settings.report_recipients
+        )
+    return report, message_id, delivery
 
 
 def preview_report(day: date | None = None, out: Path | None = None) -> Path:
