@@ -18,6 +18,7 @@ from service.logging import register_request_id
 from service.metrics import register_request_metrics, register_state_collectors
 from service.ratelimit import register_limits
 from service.services.reports import report_metrics
+from service.services.resolutions import unresolved_state
 from service.services.sweep import sweep_state
 from service.services.tokens import refresh_state
 from service.vendorapi.client import circuit_state, register_vendor
@@ -62,7 +63,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_request_id(app)
     register_request_metrics(app)
     # The CronJobs' pods are never scraped: the web pods export what they leave behind.
-    register_state_collectors(app, circuit_state, refresh_state, report_metrics, sweep_state)
+    register_state_collectors(
+        app, circuit_state, refresh_state, report_metrics, sweep_state, unresolved_state
+    )
     register_extensions(app, settings)
     register_auth(app, settings)  # before the limits: the per-user limit needs the user
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis

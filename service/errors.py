@@ -55,6 +55,21 @@ class AlreadyRunning(Conflict):
     default_message = "Another run of this job is in progress."
 
 
+class TransactionNotFound(ServiceError):
+    """No such transaction (for this user): the same answer whether it exists or not."""
+
+    code = "transaction_not_found"
+    default_message = "No such transaction."
+
+
+class ResolutionConflict(Conflict):
+    """An attempt cannot be resolved that way: it is not ``unknown``, or it
+    was already resolved with another outcome (``details`` says which)."""
+
+    code = "resolution_conflict"
+    default_message = "The transaction cannot be resolved that way."
+
+
 class Unprocessable(ServiceError):
     """A well-formed request that the rules of the market refuse."""
 

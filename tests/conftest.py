@@ -47,7 +47,14 @@ TEST_DATABASE_URL = normalise_database_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-LEDGER_TABLES = ("transactions", "holdings", "portfolios", "daily_summaries", "report_runs")
+LEDGER_TABLES = (
+    "transaction_resolutions",
+    "transactions",
+    "holdings",
+    "portfolios",
+    "daily_summaries",
+    "report_runs",
+)
 
 START_HINT = (
     "start them with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start; "

@@ -75,6 +75,6 @@ def register_commands(app: Flask) -> None:
 
 
 def _command_groups() -> list[JobGroup]:
-    from service.jobs import buys, reports, tokens
+    from service.jobs import buys, reports, tokens, transactions
 
-    return [buys.cli, reports.report, tokens.cli]
+    return [buys.cli, reports.report, tokens.cli, transactions.cli]

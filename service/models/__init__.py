@@ -2,6 +2,16 @@
 
 from service.models.portfolios import Holding, Portfolio
 from service.models.reports import DailySummary, ReportRun
+from service.models.resolutions import ResolutionStatus, TransactionResolution
 from service.models.transactions import Transaction, TransactionStatus
 
-__all__ = ["DailySummary", "Holding", "Portfolio", "ReportRun", "Transaction", "TransactionStatus"]
+__all__ = [
+    "DailySummary",
+    "Holding",
+    "Portfolio",
+    "ReportRun",
+    "ResolutionStatus",
+    "Transaction",
+    "TransactionResolution",
+    "TransactionStatus",
+]

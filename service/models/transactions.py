@@ -16,9 +16,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column, relationship
 
 from service.models.base import Base, BigId, Money, UTCDateTime, utcnow
+from service.models.resolutions import TransactionResolution
 
 
 class TransactionStatus(enum.StrEnum):
@@ -52,6 +53,13 @@ class Transaction(Base):
         ),
         UniqueConstraint("user_id", "idempotency_key"),
         Index("ix_transactions_created_at", "created_at"),
+        # Finds the unknown attempts to reconcile (and counts them for the metric).
+        Index(
+            "ix_transactions_unknown",
+            "created_at",
+            postgresql_where=text("status = 'unknown'"),
+            sqlite_where=text("status = 'unknown'"),
+        ),
         # Finds attempts interrupted before their final status without a scan.
         Index(
             "ix_transactions_pending",
@@ -79,3 +87,16 @@ class Transaction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Loaded with the row (one extra SELECT … IN for a whole page of rows).
+    resolution: Mapped[TransactionResolution | None] = relationship(lazy="selectin", viewonly=True)
+
+
+def _newest_first(name: str, *leading: InstrumentedAttribute[str]) -> Index:
+    return Index(name, *leading, Transaction.created_at.desc(), Transaction.id.desc())
+
+
+# A user's history, newest first (GET /users/{id}/transactions), optionally
+# narrowed to one symbol or one status: each is one index range scan.
+_newest_first("ix_transactions_user_created", Transaction.user_id)
+_newest_first("ix_transactions_user_symbol_created", Transaction.user_id, Transaction.symbol)
+_newest_first("ix_transactions_user_status_created", Transaction.user_id, Transaction.status)

@@ -13,7 +13,13 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.models import DailySummary, ReportRun, Transaction, TransactionStatus
+from service.models import (
+    DailySummary,
+    ReportRun,
+    Transaction,
+    TransactionResolution,
+    TransactionStatus,
+)
 from service.repositories import upsert
 
 SENDING, SENT, FAILED = "sending", "sent", "failed"
@@ -166,11 +172,14 @@ def pending_count(session: Session, start: datetime, end: datetime) -> int:
 def problem_transactions(
     session: Session, start: datetime, end: datetime, status: str, limit: int
 ) -> list[Transaction]:
-    """The first ``limit`` attempts of ``[start, end)`` with ``status``, oldest first."""
+    """The first ``limit`` attempts of ``[start, end)`` with ``status``, oldest
+    first; an ``unknown`` attempt an operator resolved counts under its resolution."""
+    counted_as = func.coalesce(TransactionResolution.status, Transaction.status)
     return list(
         session.scalars(
             select(Transaction)
-            .where(_in_day(start, end), Transaction.status == status)
+            .outerjoin(TransactionResolution)
+            .where(_in_day(start, end), counted_as == status)
             .order_by(Transaction.created_at, Transaction.id)
             .limit(limit)
         )

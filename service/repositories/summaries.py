@@ -26,21 +26,63 @@ def add_final(session: Session, transaction: Transaction) -> None:
     """
     if not TransactionStatus(transaction.status).is_final:
         raise ValueError("only final transactions are summarised")
-    amount = transaction_amount(transaction)
+    _add(
+        session,
+        transaction,
+        transaction.status,
+        transaction.reason,
+        1,
+        transaction_amount(transaction),
+    )
+
+
+def move_resolved(session: Session, transaction: Transaction, status: str, amount: Decimal) -> None:
+    """Count an ``unknown`` transaction that an operator resolved as ``status``
+    under that status in its own UTC day's aggregates, for ``amount`` (what
+    was paid when it succeeded, what was asked otherwise): it leaves its
+    ``unknown`` row and joins the ``status`` one (the reason stays on a
+    failure, none on a success), atomically like :func:`add_final`.
+
+    Call it in the same database transaction that records the resolution.
+    """
+    if transaction.status != TransactionStatus.UNKNOWN:
+        raise ValueError("only unknown transactions are resolved")
+    _add(
+        session,
+        transaction,
+        transaction.status,
+        transaction.reason,
+        -1,
+        -transaction_amount(transaction),
+    )
+    reason = None if status == TransactionStatus.SUCCEEDED else transaction.reason
+    _add(session, transaction, status, reason, 1, amount)
+
+
+def _add(
+    session: Session,
+    transaction: Transaction,
+    status: str,
+    reason: str | None,
+    count: int,
+    amount: Decimal,
+) -> None:
+    """Add ``count`` attempts (negative: take away) of ``transaction``'s day,
+    symbol and quantity, for ``amount``, to the ``(status, reason)`` row."""
     insert = upsert(session, DailySummary.__table__).values(
         day=transaction.created_at.date(),
-        status=transaction.status,
-        reason=transaction.reason or "",
+        status=status,
+        reason=reason or "",
         symbol=transaction.symbol,
-        count=1,
-        quantity=transaction.quantity,
+        count=count,
+        quantity=count * transaction.quantity,
         amount=amount,
     )
     session.execute(
         insert.on_conflict_do_update(
             index_elements=["day", "status", "reason", "symbol"],
             set_={
-                "count": DailySummary.count + 1,
+                "count": DailySummary.count + insert.excluded.count,
                 "quantity": DailySummary.quantity + insert.excluded.quantity,
                 "amount": DailySummary.amount + insert.excluded.amount,
             },

@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from service.auth import bind_user
-from service.models import TransactionStatus
+from service.models import ResolutionStatus, TransactionStatus
 from service.schemas.fields import FullMatch, Money, UserId
 
 SYMBOL_PATTERN = r"^[A-Z0-9.-]{1,10}$"
@@ -86,6 +86,20 @@ class BuyRequestSchema(Schema):
         return bind_user(data, "userId")
 
 
+class ResolutionSchema(Schema):
+    """An operator's resolution of an ``unknown`` attempt, once the vendor
+    confirmed its outcome."""
+
+    status = fields.String(metadata={"enum": [status.value for status in ResolutionStatus]})
+    executed_price = Money(
+        data_key="executedPrice", metadata={"description": "Null when the order failed."}
+    )
+    total = Money(metadata={"description": "Executed price × quantity; null when it failed."})
+    resolved_by = fields.String(data_key="by", metadata={"description": "The operator."})
+    note = fields.String(metadata={"description": "How the outcome was confirmed."})
+    resolved_at = fields.DateTime(data_key="resolvedAt")
+
+
 class TransactionSchema(Schema):
     """A buy attempt as recorded in the ledger."""
 
@@ -102,5 +116,17 @@ class TransactionSchema(Schema):
     )
     total = Money(metadata={"description": "What the vendor charged."})
     status = fields.String(metadata={"enum": [status.value for status in TransactionStatus]})
+    reason = fields.String(
+        metadata={"description": "Why it did not succeed (machine-readable); null if it did."}
+    )
+    attempts = fields.Integer(
+        metadata={"description": "How many times the order was sent to the vendor."}
+    )
+    idempotency_key = fields.String(data_key="idempotencyKey")
+    resolution = fields.Nested(
+        ResolutionSchema,
+        allow_none=True,
+        metadata={"description": "Null unless an operator resolved an unknown outcome."},
+    )
     created_at = fields.DateTime(data_key="createdAt")
     completed_at = fields.DateTime(data_key="completedAt")

@@ -3,10 +3,13 @@ preview of any day, written to a file, that sends and records nothing.
 
 A run claims the day in ``report_runs`` (one atomic upsert), reads the day in
 one snapshot — totals from the incremental ``daily_summaries``, the failed and
-unknown attempts, and every ledger row streamed into a CSV file — writes the
+unknown attempts, the unknown ones still to reconcile (any day up to this one)
+and the day's resolutions, and every ledger row streamed into a CSV file —
+writes the
 message to a file, delivers it, and records the outcome. A failed delivery
 releases the claim, so the next run retries; a crashed run's claim expires
-after :data:`REPORT_LEASE`.
+after :data:`REPORT_LEASE`. The tables are :mod:`service.services.report_content`,
+the message's text :mod:`service.services.report_views`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ import gzip
 import io
 import logging
 import tempfile
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from secrets import token_hex
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from flask import Flask, render_template
+from flask import Flask
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -33,10 +34,19 @@ from service import mail
 from service.config import current_settings
 from service.errors import InvalidInput, MailDeliveryFailed, ReportDayNotClosed, ServiceError
 from service.extensions import db
-from service.models import DailySummary, Transaction, TransactionStatus
+from service.models import TransactionStatus
 from service.models.base import utcnow
 from service.repositories import reports as runs
+from service.repositories import resolutions
 from service.services import stocks
+from service.services.report_content import (
+    DayReport,
+    Outstanding,
+    Problem,
+    ResolvedAttempt,
+    summarise,
+)
+from service.services.report_views import render, subject
 from service.services.sweep import finalise_abandoned
 
 log = logging.getLogger(__name__)
@@ -48,178 +58,6 @@ PROBLEMS_SHOWN = 300
 # Above this many rows (about 7 MB) the CSV is attached gzip-compressed (a
 # fifth of the size), to stay within mail size limits.
 GZIP_ABOVE_ROWS = 50_000
-CURRENCY = "USD"  # the vendor's prices, and so every amount, are in US dollars
-CENTS = Decimal("0.01")
-REPORTED_STATUSES = tuple(status.value for status in TransactionStatus if status.is_final)
-
-
-@dataclass(frozen=True)
-class StatusTotal:
-    """One final status: attempts, shares, and amount (paid when succeeded,
-    price × quantity asked otherwise)."""
-
-    status: str
-    count: int
-    quantity: int
-    amount: Decimal
-
-
-@dataclass(frozen=True)
-class ReasonCount:
-    status: str
-    reason: str
-    count: int
-
-
-@dataclass(frozen=True)
-class SymbolFigures:
-    """One symbol: its catalogue name (``""`` when unknown), succeeded buys
-    (trades, shares, value) and the other attempts."""
-
-    symbol: str
-    name: str
-    trades: int
-    quantity: int
-    value: Decimal
-    unsuccessful: int
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A failed or unknown attempt, as listed in the report body.
-
-    ``vendor_answer`` is the vendor's status and text when the vendor answered,
-    ``""`` when it was never asked or never answered (the reason says why).
-    """
-
-    id: int
-    created_at: datetime
-    user_id: str
-    symbol: str
-    quantity: int
-    requested_price: Decimal
-    status: str
-    reason: str
-    vendor_answer: str
-
-    @classmethod
-    def of(cls, row: Transaction) -> Problem:
-        answered = row.vendor_status is not None
-        return cls(
-            id=row.id,
-            created_at=row.created_at,
-            user_id=row.user_id,
-            symbol=row.symbol,
-            quantity=row.quantity,
-            requested_price=row.requested_price,
-            status=row.status,
-            reason=row.reason or "",
-            vendor_answer=f"{row.vendor_status} {row.vendor_message or ''}".strip()
-            if answered
-            else "",
-        )
-
-
-@dataclass(frozen=True)
-class Totals:
-    """The final attempts of one day by status (from ``daily_summaries``)."""
-
-    statuses: list[StatusTotal]
-
-    @property
-    def attempts(self) -> int:
-        return sum(total.count for total in self.statuses)
-
-    @property
-    def value_bought(self) -> Decimal:
-        return self.status(TransactionStatus.SUCCEEDED).amount
-
-    def count(self, status: str) -> int:
-        return self.status(status).count
-
-    def status(self, status: str) -> StatusTotal:
-        return next(total for total in self.statuses if total.status == status)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One figure of the day against the previous day."""
-
-    label: str
-    current: int | Decimal
-    previous: int | Decimal
-
-    @property
-    def delta(self) -> int | Decimal:
-        return self.current - self.previous
-
-    @property
-    def is_amount(self) -> bool:
-        return isinstance(self.current, Decimal)
-
-
-@dataclass(frozen=True)
-class HourBar:
-    """One UTC hour of the chart; widths are percentages of the busiest hour."""
-
-    hour: int
-    attempts: int
-    problems: int
-    attempts_width: int
-    problems_width: int
-
-
-@dataclass(frozen=True)
-class DayReport:
-    """Everything the message says about one day.
-
-    ``so_far`` is set when the day has not ended: the figures stop at that time.
-    """
-
-    day: date
-    totals: Totals
-    previous: Totals
-    users: int
-    pending: int
-    reasons: list[ReasonCount]
-    symbols: list[SymbolFigures]
-    failed: list[Problem]
-    unknown: list[Problem]
-    hours: list[HourBar]
-    so_far: datetime | None = None
-    csv_rows: int = 0  # rows in the attached CSV
-
-    @property
-    def transactions(self) -> int:
-        return self.totals.attempts + self.pending
-
-    @property
-    def previous_day(self) -> date:
-        return self.day - timedelta(days=1)
-
-    @property
-    def value_bought(self) -> Decimal:
-        return self.totals.value_bought
-
-    def count(self, status: str) -> int:
-        return self.totals.count(status)
-
-    def not_shown(self, status: str) -> int:
-        """How many attempts with ``status`` the body leaves to the CSV."""
-        listed = self.failed if status == TransactionStatus.FAILED else self.unknown
-        return self.count(status) - len(listed)
-
-    @property
-    def changes(self) -> list[Change]:
-        """Attempts, each final status and the value bought, against the day before."""
-        return [
-            Change("attempts", self.totals.attempts, self.previous.attempts),
-            *(
-                Change(total.status, total.count, self.previous.count(total.status))
-                for total in self.totals.statuses
-            ),
-            Change("value bought", self.value_bought, self.previous.value_bought),
-        ]
 
 
 @dataclass(frozen=True)
@@ -269,31 +107,11 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     session.commit()
     if claimed_at is None:
         return _not_claimed(day)
-    settings = current_settings()
     try:
         # Attempts whose worker died mid-buy get their final status (unknown)
         # first, in their own transaction: the day is then read from one snapshot.
         finalise_abandoned()
-        with tempfile.TemporaryDirectory(prefix="report-") as workdir:
-            report, attachment = _read_day(day, now, csv_dir=Path(workdir))
-            assert attachment is not None
-            message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"
-            with message.open("wb") as out:
-                message_id = mail.write_message(
-                    out,
-                    sender=settings.report_from,
-                    recipients=settings.report_recipients,
-                    subject=subject(report),
-                    text=render(report, attachment.path.name, "txt"),
-                    html=render(report, attachment.path.name, "html"),
-                    attachment=attachment,
-                )
-            delivery = mail.deliver(
-                settings,
-                message,
-                sender=settings.report_from,
-                recipients=settings.report_recipients,
-            )
+        report, message_id, delivery = _compose_and_deliver(day, now)
     except Exception as exc:
         session.rollback()
         runs.mark_failed(session, day, claimed_at=claimed_at, error=str(exc))
@@ -318,6 +136,33 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
         transactions=report.transactions,
         delivery=delivery,
     )
+
+
+def _compose_and_deliver(day: date, now: datetime) -> tuple[DayReport, str, mail.Delivery]:
+    """Read ``day``, write its message (with the CSV) into a temporary
+    directory and deliver it; the report, the message id and the delivery.
+
+    :raises MailDeliveryFailed: the message was not delivered.
+    """
+    settings = current_settings()
+    with tempfile.TemporaryDirectory(prefix="report-") as workdir:
+        report, attachment = _read_day(day, now, csv_dir=Path(workdir))
+        assert attachment is not None
+        message = Path(workdir) / f"report-{day}-{now:%Y%m%dT%H%M%SZ}-{token_hex(3)}.eml"
+        with message.open("wb") as out:
+            message_id = mail.write_message(
+                out,
+                sender=settings.report_from,
+                recipients=settings.report_recipients,
+                subject=subject(report),
+                text=render(report, attachment.path.name, "txt"),
+                html=render(report, attachment.path.name, "html"),
+                attachment=attachment,
+            )
+        delivery = mail.deliver(
+            settings, message, sender=settings.report_from, recipients=settings.report_recipients
+        )
+    return report, message_id, delivery
 
 
 def preview_report(day: date | None = None, out: Path | None = None) -> Path:
@@ -382,6 +227,7 @@ def _read_day(
         for status in runs.PROBLEM_STATUSES
     }
     hours = runs.hourly_counts(session, start, end)
+    reconciliation = _reconciliation(session, start, end, now)
     attachment, csv_rows = None, 0
     if csv_dir is not None:
         attachment, csv_rows = _write_csv(
@@ -405,7 +251,25 @@ def _read_day(
             "daily summaries disagree with the ledger",
             extra={"day": day.isoformat(), "summaries": report.transactions, "ledger": csv_rows},
         )
-    return replace(report, csv_rows=csv_rows), attachment
+    return replace(report, csv_rows=csv_rows, **reconciliation), attachment
+
+
+def _reconciliation(
+    session: Session, start: datetime, end: datetime, now: datetime
+) -> dict[str, Any]:
+    """The report's reconciliation sections: every unknown attempt created
+    before ``end`` that no operator has resolved (the oldest
+    :data:`PROBLEMS_SHOWN`, aged at ``now``), and the resolutions made in
+    ``[start, end)``; as :class:`DayReport` fields."""
+    outstanding = resolutions.unresolved_before(session, end, PROBLEMS_SHOWN)
+    return {
+        "to_reconcile": [Outstanding(Problem.of(row), now - row.created_at) for row in outstanding],
+        "unreconciled": resolutions.count_unresolved_before(session, end),
+        "resolved": [
+            ResolvedAttempt.of(resolution, row)
+            for resolution, row in resolutions.resolved_between(session, start, end)
+        ],
+    }
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -449,140 +313,6 @@ def stock_names(symbols: Iterable[str]) -> dict[str, str]:
             break
         names.update((item.symbol, item.name) for item in listing.items if item.symbol == symbol)
     return names
-
-
-@dataclass
-class _Tally:
-    count: int = 0
-    quantity: int = 0
-    amount: Decimal = Decimal(0)
-
-    def add(self, row: DailySummary) -> None:
-        self.count += row.count
-        self.quantity += row.quantity
-        self.amount += row.amount
-
-
-def totals(rows: Iterable[DailySummary]) -> Totals:
-    """One day's aggregate rows by final status (every status present)."""
-    statuses = {status: _Tally() for status in REPORTED_STATUSES}
-    for row in rows:
-        statuses[row.status].add(row)
-    return Totals([StatusTotal(s, t.count, t.quantity, t.amount) for s, t in statuses.items()])
-
-
-def summarise(
-    day: date,
-    rows: Iterable[DailySummary],
-    *,
-    previous: Iterable[DailySummary],
-    users: int,
-    pending: int,
-    failed: list[Problem],
-    unknown: list[Problem],
-    hours: Iterable[runs.HourCounts],
-    names: Mapping[str, str],
-    so_far: datetime | None = None,
-) -> DayReport:
-    """Fold the day's and the previous day's aggregate rows into the report's tables."""
-    rows = list(rows)
-    bought: dict[str, _Tally] = defaultdict(_Tally)
-    unsuccessful: dict[str, int] = defaultdict(int)
-    reasons: dict[tuple[str, str], int] = defaultdict(int)
-    for row in rows:
-        if row.status == TransactionStatus.SUCCEEDED:
-            bought[row.symbol].add(row)
-        else:
-            unsuccessful[row.symbol] += row.count
-            reasons[row.status, row.reason] += row.count
-    symbols = [
-        SymbolFigures(
-            symbol,
-            names.get(symbol, ""),
-            tally.count,
-            tally.quantity,
-            tally.amount,
-            unsuccessful[symbol],
-        )
-        for symbol in bought.keys() | unsuccessful.keys()
-        for tally in [bought.get(symbol, _Tally())]
-    ]
-    return DayReport(
-        day=day,
-        totals=totals(rows),
-        previous=totals(previous),
-        users=users,
-        pending=pending,
-        reasons=sorted(
-            (ReasonCount(status, reason, count) for (status, reason), count in reasons.items()),
-            key=lambda reason: (-reason.count, reason.status, reason.reason),
-        ),
-        symbols=sorted(symbols, key=lambda figures: (-figures.value, figures.symbol)),
-        failed=failed,
-        unknown=unknown,
-        hours=hour_bars(hours),
-        so_far=so_far,
-    )
-
-
-def hour_bars(counts: Iterable[runs.HourCounts]) -> list[HourBar]:
-    """All 24 hours of the day; bar widths in percent of the busiest hour, at
-    least 1 for an hour with any attempt so that it stays visible."""
-    by_hour = {count.hour: count for count in counts}
-    busiest = max((count.attempts for count in by_hour.values()), default=0)
-
-    def width(value: int) -> int:
-        return max(1, round(100 * value / busiest)) if value else 0
-
-    return [
-        HourBar(hour, count.attempts, count.problems, width(count.attempts), width(count.problems))
-        for hour in range(24)
-        for count in [by_hour.get(hour, runs.HourCounts(hour, 0, 0))]
-    ]
-
-
-def render(report: DayReport, attachment: str | None, kind: Literal["txt", "html"]) -> str:
-    """The message body, plain text or HTML (``service/templates/reports/daily.*``);
-    ``attachment`` names the attached CSV file (``None`` in a preview)."""
-    return render_template(
-        f"reports/daily.{kind}",
-        report=report,
-        attachment=attachment,
-        amount=amount,
-        price=price,
-        signed=signed,
-        currency=CURRENCY,
-    )
-
-
-def subject(report: DayReport) -> str:
-    if not report.transactions:
-        return f"Transaction report {report.day}: no transactions"
-    return (
-        f"Transaction report {report.day}: {report.transactions:,} transactions, "
-        f"{report.count('failed'):,} failed, {report.count('unknown'):,} unknown"
-    )
-
-
-def amount(value: Decimal) -> str:
-    """A sum of money as the report shows it: thousands separators, rounded
-    to cents (half up), with the currency: ``1,234.57 USD``."""
-    return f"{value.quantize(CENTS, ROUND_HALF_UP):,} {CURRENCY}"
-
-
-def price(value: Decimal) -> str:
-    """A price with thousands separators and at least two decimals, never
-    rounded (the ledger keeps up to six)."""
-    exponent = value.normalize().as_tuple().exponent
-    places = max(2, -exponent) if isinstance(exponent, int) else 2
-    return f"{value:,.{places}f}"
-
-
-def signed(change: Change) -> str:
-    """The change's difference with its sign (``+3``, ``-12.50 USD``, ``0``)."""
-    delta = change.delta
-    text = amount(abs(Decimal(delta))) if change.is_amount else f"{abs(delta):,}"
-    return f"{'+' if delta > 0 else '-' if delta < 0 else ''}{text}"
 
 
 def report_metrics(app: Flask) -> Iterable[Metric]:

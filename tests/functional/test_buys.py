@@ -82,6 +82,12 @@ def test_buy_records_the_transaction_and_the_holding(
     assert Decimal(body["total"]) == price * 3
     assert body["createdAt"]
     assert body["completedAt"]
+    assert (body["reason"], body["attempts"], body["idempotencyKey"], body["resolution"]) == (
+        None,
+        1,
+        None,
+        None,
+    )
     (row,) = ledger()
     assert (row.id, row.status, row.attempts, row.vendor_status) == (
         body["id"],
@@ -401,6 +407,8 @@ def test_same_key_and_body_replay_the_first_answer_without_a_second_order(
 
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json == first.json
+    assert again.json is not None
+    assert again.json["idempotencyKey"] == "order-1"
     assert len(simulator.orders()) == 1
     assert len(ledger()) == 1
     assert holdings()["AAPL"].quantity == 2

@@ -32,10 +32,10 @@ from service.app import create_app
 from service.config import Settings
 from service.errors import MailDeliveryFailed, ReportDayNotClosed
 from service.extensions import db
-from service.models import ReportRun
+from service.models import ReportRun, ResolutionStatus, TransactionResolution
 from service.models.base import utcnow
 from service.repositories import reports as runs
-from service.services import reports
+from service.services import report_content, report_views, reports, resolutions
 from service.vendorapi.simulator import Simulator
 from tests.conftest import SmtpServer
 from tests.ledger import record
@@ -135,7 +135,7 @@ def test_report_totals_match_the_ledger(app: Flask, smtp_server: SmtpServer) -> 
         )
     }
     expected = {
-        status: (f"{count:,}", f"{quantity:,}", reports.amount(amount))
+        status: (f"{count:,}", f"{quantity:,}", report_views.amount(amount))
         for status, count, quantity, amount in ledger(
             "SELECT status, count(*), sum(quantity),"
             " sum(CASE WHEN status = 'succeeded' THEN total ELSE requested_price * quantity END)"
@@ -477,10 +477,10 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
 
 
 def test_prices_are_shown_exactly() -> None:
-    assert reports.price(Decimal("1234567.5")) == "1,234,567.50"
-    assert reports.price(Decimal("0.123456")) == "0.123456"
-    assert reports.price(Decimal("100.000000")) == "100.00"
-    assert reports.price(Decimal("0E-6")) == "0.00"
+    assert report_views.price(Decimal("1234567.5")) == "1,234,567.50"
+    assert report_views.price(Decimal("0.123456")) == "0.123456"
+    assert report_views.price(Decimal("100.000000")) == "100.00"
+    assert report_views.price(Decimal("0E-6")) == "0.00"
 
 
 @pytest.mark.parametrize(
@@ -495,7 +495,7 @@ def test_prices_are_shown_exactly() -> None:
     ],
 )
 def test_amounts_have_two_decimals_and_the_currency(value: str, shown: str) -> None:
-    assert reports.amount(Decimal(value)) == shown
+    assert report_views.amount(Decimal(value)) == shown
 
 
 def test_failures_and_unknown_outcomes_are_listed_apart(
@@ -576,7 +576,7 @@ def test_hours_are_counted_in_utc_with_the_problems_apart(app: Flask) -> None:
 
 
 def test_hour_bars_are_in_proportion_to_the_busiest_hour() -> None:
-    bars = reports.hour_bars(
+    bars = report_content.hour_bars(
         [runs.HourCounts(3, 200, 50), runs.HourCounts(4, 1, 1), runs.HourCounts(7, 100, 0)]
     )
 
@@ -659,6 +659,8 @@ def test_the_html_part_reads_right_in_a_browser(
         "Change against 2026-11-22",
         "Failed attempts (1)",
         "Unknown outcomes (1)",
+        "To reconcile (1)",
+        "Resolved (0)",
     ]
     totals = browser.find_element(By.ID, "totals").text.split("\n")
     assert totals == [
@@ -684,3 +686,40 @@ def test_the_html_part_reads_right_in_a_browser(
     assert widths["attempts"][12] / full == pytest.approx(2 / 4, abs=0.02)
     assert widths["attempts"][23] / full == pytest.approx(1 / 4, abs=0.02)
     assert widths["problems"][10] / full == pytest.approx(1 / 4, abs=0.02)
+
+
+def test_the_report_lists_what_is_left_to_reconcile_and_the_days_resolutions(
+    app: Flask, smtp_server: SmtpServer
+) -> None:
+    session = db.session()
+    oldest = record(session, at(9, day=DAY - timedelta(days=3)), "unknown", reason="vendor_timeout",
+                    user_id="u1", symbol="TSLA")  # fmt: skip
+    settled = record(session, at(14), "unknown", reason="vendor_answer_lost", quantity=2,
+                     price="10.5", user_id="u2")  # fmt: skip
+    waiting = record(session, at(15), "unknown", reason="interrupted", user_id="u3")
+    record(session, at(1, day=DAY + timedelta(days=1)), "unknown", reason="x", user_id="later")
+    session.commit()
+    resolutions.resolve(settled.id, status=ResolutionStatus.SUCCEEDED, by="carol", note="ok")
+    db.session.execute(sa.update(TransactionResolution).values(resolved_at=at(18)))
+    db.session.commit()
+
+    reports.send_daily_report(DAY)
+
+    text, html, _, _ = parts(smtp_server.messages[0])
+    section = text[text.index("To reconcile:") :]
+    assert section.startswith(
+        f"To reconcile: 2 unknown outcomes of {DAY} or earlier not resolved yet"
+    )
+    listed = section.splitlines()[2:4]
+    assert [line.split()[0] for line in listed] == [str(oldest.id), str(waiting.id)]
+    assert re.search(r"\b1[0-9] d [0-9]+ h\b", listed[0])  # created 2026-11-20, read in December
+    resolved = section[section.index(f"Resolved on {DAY}: 1") :].splitlines()
+    assert resolved[2].split() == [
+        str(settled.id), str(DAY), "u2", "AAPL", "2", "succeeded", "21.00", "USD", "carol", "ok"
+    ]  # fmt: skip
+    # The day's figures count the resolved attempt as bought, and list only the other unknown.
+    assert "value bought 21.00 USD; 0 failed, 1 unknown." in text
+    assert re.search(rf"^{waiting.id} .*interrupted", text, re.MULTILINE)
+    assert not re.search(rf"^{settled.id} .*vendor_answer_lost", text, re.MULTILINE)
+    assert 'id="to-reconcile"' in html
+    assert 'id="resolved"' in html
