@@ -48,7 +48,7 @@ from service.logging import log_unsuccessful_buy
 from service.metrics import BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
-from service.money import money_text
+from service.money import money_text, price_band
 from service.repositories import portfolios as portfolios_repository
 from service.repositories import summaries, transactions
 from service.services import portfolios, sweep
@@ -182,11 +182,6 @@ def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
-    """The lowest and highest price (both accepted) for a ``market`` price."""
-    return market * (1 - tolerance), market * (1 + tolerance)
 
 
 # --- the steps ----------------------------------------------------------------
