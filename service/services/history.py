@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.errors import InvalidToken, TransactionNotFound
+from service.errors import TransactionNotFound
 from service.extensions import db
 from service.models import Transaction
 from service.repositories import transactions
@@ -95,13 +95,12 @@ def transaction(user_id: str, transaction_id: str) -> Transaction:
 def _position(next_token: str, fingerprint: str) -> tuple[datetime, int]:
     payload = cursors.read(CURSOR_KIND, next_token, _CURSOR_KEYS)
     if payload["f"] != fingerprint:
-        raise InvalidToken(
-            "This token belongs to another history (other user or filters); start again without it."
+        raise cursors.invalid_token(
+            "This token belongs to another history (other user or filters); "
+            "start again without it."
         )
-    try:
-        return datetime.fromisoformat(payload["t"]), int(payload["i"])
-    except (TypeError, ValueError):  # signed by us, so only an older format
-        raise InvalidToken() from None
+    # Signed by this service: the position it wrote.
+    return datetime.fromisoformat(payload["t"]), int(payload["i"])
 
 
 def _fingerprint(user_id: str, where: HistoryFilter) -> str:
