@@ -19,7 +19,9 @@ from service.schemas.stocks import DEFAULT_LIMIT, MAX_LIMIT
 
 MAX_TOKEN_LENGTH = 1024
 _STATUSES = [status.value for status in TransactionStatus]
-_MOMENT = "an ISO-8601 date (2026-12-01) or date-time (2026-12-01T09:30:00Z), UTC unless it has an offset"
+_MOMENT = (
+    "an ISO-8601 date (2026-12-01) or date-time (2026-12-01T09:30:00Z), UTC unless it has an offset"
+)
 
 
 class StatusList(fields.String):

@@ -96,8 +96,7 @@ def _position(next_token: str, fingerprint: str) -> tuple[datetime, int]:
     payload = cursors.read(CURSOR_KIND, next_token, _CURSOR_KEYS)
     if payload["f"] != fingerprint:
         raise cursors.invalid_token(
-            "This token belongs to another history (other user or filters); "
-            "start again without it."
+            "This token belongs to another history (other user or filters); start again without it."
         )
     # Signed by this service: the position it wrote.
     return datetime.fromisoformat(payload["t"]), int(payload["i"])
