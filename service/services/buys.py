@@ -306,8 +306,9 @@ def _out_of_tolerance(transaction: Transaction, details: dict[str, Any]) -> Pric
     tolerance = current_settings().price_tolerance
     low, high = price_band(transaction.market_price, tolerance)
     return PriceOutOfTolerance(
-        f"The price {money_text(transaction.requested_price)} is not within {tolerance:%} "
-        f"of the market price {money_text(transaction.market_price)}.",
+        f"The price {money_text(transaction.requested_price)} is outside the accepted band "
+        f"{money_text(low)}–{money_text(high)} ({tolerance:%} of the market price "
+        f"{money_text(transaction.market_price)}, in whole cents).",
         details={
             **details,
             "requestedPrice": money_text(transaction.requested_price),

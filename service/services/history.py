@@ -65,6 +65,9 @@ def history(
     before = _position(next_token, fingerprint) if next_token else None
     session = db.session()
     rows = transactions.history(session, user_id, where, before=before, limit=limit + 1)
+    # Detached as loaded (resolutions included): read after the commit without
+    # a refresh query per row.
+    session.expunge_all()
     session.commit()
     items, more = rows[:limit], len(rows) > limit
     following = None
@@ -86,6 +89,7 @@ def transaction(user_id: str, transaction_id: str) -> Transaction:
         raise TransactionNotFound(details={"transactionId": transaction_id})
     session = db.session()
     found = transactions.of_user(session, user_id, int(transaction_id))
+    session.expunge_all()
     session.commit()
     if found is None:
         raise TransactionNotFound(details={"transactionId": transaction_id})

@@ -289,6 +289,24 @@ def test_user_data_is_never_cached(client: FlaskClient) -> None:
     assert client.get("/users/alice/transactions?limit=0").headers["Cache-Control"] == "no-store"
 
 
+def test_a_page_costs_two_queries_whatever_its_size(client: FlaskClient) -> None:
+    seed("alice", 120)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/users/alice/transactions", query_string={"limit": 100}).json
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert page is not None
+    assert len(page["items"]) == 100
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2, selects  # the page, and its rows' resolutions
+
+
 def _history_plan(client: FlaskClient, query: dict[str, str]) -> str:
     """PostgreSQL's plan of the statement the history request runs."""
     statements: list[tuple[str, Any]] = []

@@ -137,6 +137,7 @@ def test_an_edge_the_float_vendor_would_refuse_is_outside_the_band(
     assert response.json is not None
     assert response.json["error"]["details"]["minPrice"] == band["min"]
     assert response.json["error"]["details"]["maxPrice"] == band["max"]
+    assert f"accepted band {band['min']}–{band['max']}" in response.json["error"]["message"]
     assert [row.status for row in ledger()].count("rejected") == 3
 
 
