@@ -44,11 +44,9 @@ class UtcMoment(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         try:
             moment = datetime.fromisoformat(value)
-        except (TypeError, ValueError):
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: beyond year 1–9999 in UTC
             raise ValidationError(f"Must be {_MOMENT}.") from None
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
 
 
 class HistoryQuerySchema(Schema):

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from service.extensions import db
-from service.models import Transaction
+from service.models import ResolutionStatus, Transaction
+from service.services import resolutions
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import STEADY_REPRICE_SECONDS, ledger, post_buy
 
@@ -213,6 +214,31 @@ def test_each_final_status_is_found_by_id_and_by_idempotency_key(
     assert (unknown["reason"], unknown["attempts"]) == ("vendor_answer_lost", 1)
 
 
+def test_a_resolved_unknown_outcome_shows_its_resolution(
+    client: FlaskClient, simulator: Simulator
+) -> None:
+    simulator.configure(lost_rate=1.0, fault_operations=("buy",))
+    lost = post_buy(client, simulator.price("AAPL"), 2, key="lost-1")
+    assert lost.status_code == 502
+    (row,) = ledger()
+    resolutions.resolve(
+        row.id, status=ResolutionStatus.SUCCEEDED, by="carol", note="vendor order 8812"
+    )
+
+    by_key = client.get("/users/alice/transactions", query_string={"idempotencyKey": "lost-1"})
+    assert by_key.json is not None
+    (transaction,) = by_key.json["items"]
+    assert transaction["status"] == "unknown"  # what the service knew
+    resolution = transaction["resolution"]
+    assert (resolution["status"], resolution["by"], resolution["note"]) == (
+        "succeeded",
+        "carol",
+        "vendor order 8812",
+    )
+    assert resolution["executedPrice"] == transaction["requestedPrice"]
+    assert client.get(f"/users/alice/transactions/{row.id}").json == transaction
+
+
 @pytest.mark.parametrize("transaction_id", ["OTHER", "999999", "abc", "0", "-1", "1e3", "9" * 30])
 def test_another_users_missing_or_malformed_id_is_the_same_404(
     client: FlaskClient, simulator: Simulator, transaction_id: str
@@ -239,6 +265,7 @@ def test_another_users_missing_or_malformed_id_is_the_same_404(
         ({"symbol": "NOT A SYMBOL"}, "symbol"),
         ({"from": "yesterday"}, "from"),
         ({"to": "2026-13-01"}, "to"),
+        ({"to": "9999-12-31T23:00:00-02:00"}, "to"),
         ({"from": "2026-12-02", "to": "2026-12-01"}, "to"),
         ({"from": "2026-12-01", "to": "2026-12-01T00:00:00Z"}, "to"),
         ({"limit": "0"}, "limit"),
