@@ -310,10 +310,13 @@ def test_a_token_is_refused_unless_issued_for_this_user_and_these_filters(
     assert len(following["items"]) == 25
 
 
-def test_user_data_is_never_cached(client: FlaskClient) -> None:
+def test_user_data_is_never_cached(client: FlaskClient, simulator: Simulator) -> None:
     for path in ("/users/alice/transactions", "/users/alice/portfolios"):
         assert client.get(path).headers["Cache-Control"] == "no-store"
     assert client.get("/users/alice/transactions?limit=0").headers["Cache-Control"] == "no-store"
+    assert client.get("/users/alice/transactions/1").headers["Cache-Control"] == "no-store"
+    assert post_buy(client, simulator.price("AAPL"), 1).headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get("/stocks?limit=1").headers  # market data
 
 
 def test_a_page_costs_two_queries_whatever_its_size(client: FlaskClient) -> None:
