@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,8 @@ from tests.buys_support import STEADY_REPRICE_SECONDS, ledger, post_buy
 
 STATUSES = ("pending", "succeeded", "rejected", "failed", "unknown")
 SYMBOLS = ("AAPL", "PNNY", "MSFT", "BRK.B")
-DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
+# The seeded attempts span the ten days from DAY0, well before any buy a test makes.
+DAY0 = datetime.combine(date.today() - timedelta(days=30), time(), tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -101,26 +102,32 @@ FILTERS: list[tuple[dict[str, Any], Any]] = [
     ({"status": "pending"}, lambda r: r["status"] == "pending"),
     ({"symbol": "pnny"}, lambda r: r["symbol"] == "PNNY"),
     (
-        {"from": "2026-11-22", "to": "2026-11-27T12:00:00Z"},
-        lambda r: (
-            datetime(2026, 11, 22, tzinfo=UTC)
-            <= r["created_at"]
-            < datetime(2026, 11, 27, 12, tzinfo=UTC)
-        ),
+        {
+            "from": (DAY0 + timedelta(days=2)).date().isoformat(),
+            "to": (DAY0 + timedelta(days=7, hours=12)).isoformat().replace("+00:00", "Z"),
+        },
+        lambda r: DAY0 + timedelta(days=2) <= r["created_at"] < DAY0 + timedelta(days=7, hours=12),
     ),
     (
-        # an offset is converted to UTC: 2026-11-25T01:00+02:00 is 2026-11-24T23:00Z
-        {"status": "succeeded,rejected", "symbol": "AAPL", "from": "2026-11-25T01:00:00+02:00"},
+        # an offset is converted to UTC: day 5 at 01:00+02:00 is day 4 at 23:00Z
+        {
+            "status": "succeeded,rejected",
+            "symbol": "AAPL",
+            "from": (DAY0 + timedelta(days=5)).date().isoformat() + "T01:00:00+02:00",
+        },
         lambda r: (
             r["status"] in ("succeeded", "rejected")
             and r["symbol"] == "AAPL"
-            and r["created_at"] >= datetime(2026, 11, 24, 23, tzinfo=UTC)
+            and r["created_at"] >= DAY0 + timedelta(days=4, hours=23)
         ),
     ),
 ]
 
 
-@pytest.mark.parametrize(("query", "wanted"), FILTERS, ids=[str(q) for q, _ in FILTERS])
+FILTER_IDS = ["all", "failed-unknown", "pending", "symbol", "from-to", "status-symbol-offset"]
+
+
+@pytest.mark.parametrize(("query", "wanted"), FILTERS, ids=FILTER_IDS)
 def test_the_history_pages_through_every_row_once_while_buys_arrive(
     client: FlaskClient, simulator: Simulator, query: dict[str, Any], wanted: Any
 ) -> None:
