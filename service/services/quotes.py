@@ -45,7 +45,7 @@ def preview(symbol: str) -> QuotePreview:
     """The quote preview of ``symbol``.
 
     ``meta.cache`` is ``hit`` when the quote was read from the vendor before
-    this call, ``miss`` when this call read it (never ``stale``: the buy path
+    this call, ``miss`` when it was read while this call ran (never ``stale``: the buy path
     never trades on a copy from an earlier cycle).
 
     :raises UnknownSymbol: the vendor does not list ``symbol``;
