@@ -182,5 +182,6 @@ def test_ingress_routes_the_api_but_not_metrics_or_probes(value_set: str) -> Non
     (ingress,) = helm.yaml_objects(templates["templates/ingress.yaml"])
     for path in ["/metrics", "/healthz", "/readyz"]:
         assert not _routed(ingress, path), f"{value_set}: the ingress routes {path}"
-    for path in ["/stocks", "/stocks/AAPL/buy", "/users/alice/portfolios", "/docs", "/openapi.json"]:
+    api = ["/stocks", "/stocks/AAPL/buy", "/users/alice/portfolios", "/docs", "/openapi.json"]
+    for path in api:
         assert _routed(ingress, path), f"{value_set}: the ingress does not route {path}"
