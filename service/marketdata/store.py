@@ -8,7 +8,10 @@ fall back to the vendor.
   single-flight lock (``…:lock``) and pre-cache claim (``…:prefetch``);
 - ``stocks:quote:<symbol>`` a quote (:class:`Quote`);
 - ``stocks:tokens`` the symbol → page-token map (``""``: the first page);
-- ``stocks:catalogue`` the catalogue search matches on (:class:`Catalogue`);
+- ``stocks:catalogue`` the catalogue search matches on (:class:`Catalogue`),
+  with the lock that makes its walk single-flight (``stocks:walk:lock``);
+- ``stocks:unknown:<symbol>`` a symbol a full walk did not find, for one
+  repricing cycle;
 - ``stocks:tokens:refresh:*`` the tokens refresh's lock and its last runs.
 """
 
@@ -32,6 +35,7 @@ from service.vendorapi.client import StockPage
 
 TOKEN_MAP_KEY = "stocks:tokens"
 CATALOGUE_KEY = "stocks:catalogue"
+WALK_LOCK_KEY = "stocks:walk:lock"
 REFRESH_LOCK_KEY = "stocks:tokens:refresh:lock"
 LAST_RUN_KEY = "stocks:tokens:refresh:last_run"
 LAST_SUCCESS_KEY = "stocks:tokens:refresh:last_success"
@@ -54,6 +58,10 @@ def page_key(token: str | None) -> str:
     """The cache key of the vendor page ``token`` names (``None``: the first)."""
     digest = hashlib.sha256((token or FIRST_PAGE).encode()).hexdigest()[:32]
     return f"stocks:page:{digest}"
+
+
+def unknown_key(symbol: str) -> str:
+    return f"stocks:unknown:{symbol}"
 
 
 def lock_key(token: str | None) -> str:
@@ -150,6 +158,32 @@ def read_catalogue() -> Catalogue | None:
 
 def store_catalogue(catalogue: Catalogue) -> None:
     cache.set_many_json({CATALOGUE_KEY: catalogue.to_json()}, CATALOGUE_RETENTION_SECONDS)
+
+
+def walk_lock(seconds: float) -> Lock:
+    """The (not yet acquired) lock that makes the catalogue walk single-flight."""
+    return redis_store.client.lock(WALK_LOCK_KEY, timeout=seconds, blocking=False)
+
+
+def walk_running() -> bool | None:
+    """Whether a catalogue walk holds :func:`walk_lock`; ``None`` when Redis failed."""
+    with redis_guard("cache"):
+        return bool(redis_store.client.exists(WALK_LOCK_KEY))
+    return None
+
+
+def remember_unknown(symbol: str, seconds: int) -> None:
+    """Remember for ``seconds`` that the vendor does not list ``symbol``."""
+    with redis_guard("cache"):
+        redis_store.client.set(unknown_key(symbol), "1", ex=seconds)
+
+
+def known_unknown(symbol: str) -> bool:
+    """Whether ``symbol`` is remembered as not listed (:func:`remember_unknown`)."""
+    found = None
+    with redis_guard("cache"):
+        found = redis_store.client.exists(unknown_key(symbol))
+    return bool(found)
 
 
 def replace_map_and_catalogue(tokens: Mapping[str, str], catalogue: Catalogue) -> bool:
