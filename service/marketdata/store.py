@@ -46,8 +46,10 @@ FIRST_PAGE = ""  # the token-map value of symbols on the first page (no token)
 QUOTE_RETENTION_SECONDS = 86_400
 PAGE_RETENTION_SECONDS = 86_400
 # Kept three refresh cycles, so a late or failed daily refresh never leaves
-# search (or the unknown-symbol check) without a catalogue.
+# search (or the unknown-symbol check) without a catalogue; the token map too.
 CATALOGUE_RETENTION_SECONDS = 3 * 86_400
+# The tokens refresh's records outlive any alert window that reads them.
+RECORD_RETENTION_SECONDS = 30 * 86_400
 
 
 def quote_key(symbol: str) -> str:
@@ -89,6 +91,7 @@ def remember_page(page: StockPage, token: str | None, fetched_at: datetime) -> N
             pipe.hset(
                 TOKEN_MAP_KEY, mapping={item.symbol: token or FIRST_PAGE for item in page.items}
             )
+            pipe.expire(TOKEN_MAP_KEY, CATALOGUE_RETENTION_SECONDS)
         pipe.execute()
 
 
@@ -196,6 +199,7 @@ def replace_map_and_catalogue(tokens: Mapping[str, str], catalogue: Catalogue) -
         pipe = redis_store.client.pipeline(transaction=True)
         pipe.delete(TOKEN_MAP_KEY)
         pipe.hset(TOKEN_MAP_KEY, mapping=mapping)
+        pipe.expire(TOKEN_MAP_KEY, CATALOGUE_RETENTION_SECONDS)
         pipe.set(CATALOGUE_KEY, cache.dumps(catalogue.to_json()), ex=CATALOGUE_RETENTION_SECONDS)
         pipe.execute()
     return not guard.failed
@@ -232,9 +236,9 @@ def record_refresh(record: Mapping[str, Any], ok: bool) -> None:
     encoded = cache.dumps(record)
     with redis_guard("tokens"):
         pipe = redis_store.client.pipeline(transaction=True)
-        pipe.set(LAST_RUN_KEY, encoded)
+        pipe.set(LAST_RUN_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
         if ok:
-            pipe.set(LAST_SUCCESS_KEY, encoded)
+            pipe.set(LAST_SUCCESS_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
         pipe.execute()
 
 
