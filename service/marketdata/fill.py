@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+
+from redis.lock import Lock
 
 from service import cache
 from service.cache import redis_guard
@@ -161,11 +163,17 @@ def _fill_seconds() -> float:
     return float(current_settings().vendor_timeout_seconds) * 2 * LIST_ATTEMPTS + 5
 
 
-@contextmanager
-def fill_lock(token: str | None) -> Iterator[bool]:
+def fill_lock(token: str | None) -> AbstractContextManager[bool]:
     """Hold the page's single-flight lock for the block; yields whether this
     caller should fetch: it holds the lock, or Redis cannot arbitrate."""
-    lock = store.page_lock(token, _fill_seconds())
+    return single_flight(store.page_lock(token, _fill_seconds()))
+
+
+@contextmanager
+def single_flight(lock: Lock) -> Iterator[bool]:
+    """Hold ``lock`` (non-blocking, with expiry) for the block if it is free;
+    yields whether this caller should do the work: it holds the lock, or Redis
+    cannot arbitrate (fail open)."""
     held = False
     with redis_guard("cache") as guard:
         held = bool(lock.acquire())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from service.cache import redis_guard
+from service.ratelimit.window import LIMITER_KEY_SECONDS
 
 COMPONENT = "limiter"
 # A slot held by a dead process is free again after at most this long.
@@ -25,7 +26,7 @@ LEASE_SECONDS = 3.0
 _HOST = socket.gethostname()
 
 # KEYS[1]: holder ids scored by lease expiry (ms, Redis clock).
-# ARGV: holder, limit, lease (ms). Expired leases are dropped first.
+# ARGV: holder, limit, lease (ms), key lifetime (ms). Expired leases are dropped first.
 _SLOT_ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -34,19 +35,20 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
     return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# KEYS[i]: the set of holder ARGV[i + 1]; ARGV[1]: lease (ms). Only leases
-# still present are extended (XX): an expired one stays given back.
+# KEYS[i]: the set of holder ARGV[i + 2]; ARGV[1]: lease (ms), ARGV[2]: key
+# lifetime (ms). Only leases still present are extended (XX): an expired one
+# stays given back.
 _SLOT_RENEW = """
 local clock = redis.call('TIME')
 local expires = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
     + tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-    redis.call('ZADD', key, 'XX', expires, ARGV[i + 1])
-    redis.call('PEXPIRE', key, ARGV[1])
+    redis.call('ZADD', key, 'XX', expires, ARGV[i + 2])
+    redis.call('PEXPIRE', key, ARGV[2])
 end
 return 0
 """
@@ -96,7 +98,9 @@ class ConcurrencyLimiter:
             holder = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
             taken = None
             with redis_guard(COMPONENT):
-                taken = self._acquire_script([key], [holder, self.limit, self._lease_ms])
+                taken = self._acquire_script(
+                    [key], [holder, self.limit, self._lease_ms, LIMITER_KEY_SECONDS * 1000]
+                )
             if taken is not None:
                 if not taken:
                     return None
@@ -130,7 +134,8 @@ class ConcurrencyLimiter:
             return
         with redis_guard(COMPONENT):
             self._renew_script(
-                [key for _, key in held], [self._lease_ms, *(holder for holder, _ in held)]
+                [key for _, key in held],
+                [self._lease_ms, LIMITER_KEY_SECONDS * 1000, *(holder for holder, _ in held)],
             )
 
     def _hold(self, holder: str, key: str) -> None:

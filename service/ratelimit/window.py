@@ -17,11 +17,17 @@ from limits.storage import MemoryStorage, RedisStorage
 from service.cache import redis_guard
 
 COMPONENT = "limiter"
+# Every limiter key lives at least this long after its last write (4 days),
+# longer than any cache key (the longest, the catalogue, 3 days): under the
+# dev Redis's ``volatile-ttl`` eviction, which evicts the keys nearest their
+# expiry first, cache keys go before limiter keys (README, "Redis memory").
+# Entries are judged by their time stamps, never by the key's expiry.
+LIMITER_KEY_SECONDS = 4 * 86_400
 
 # limits' moving-window hit (same list layout: admission times, newest first),
 # which also returns the window it leaves behind. Time is Redis's clock, so
 # pods with skewed clocks still share one window.
-# ARGV: limit, expiry (seconds), cost. Returns {admitted 0|1, entries in the
+# ARGV: limit, expiry (seconds), cost, key lifetime (seconds). Returns {admitted 0|1, entries in the
 # window, oldest entry in the window (epoch seconds, as a string)}.
 _RATE_HIT = """
 local limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -37,7 +43,7 @@ if cost <= limit then
             redis.call('LPUSH', KEYS[1], stamp)
         end
         redis.call('LTRIM', KEYS[1], 0, limit - 1)
-        redis.call('EXPIRE', KEYS[1], expiry)
+        redis.call('EXPIRE', KEYS[1], math.max(expiry, tonumber(ARGV[4])))
         admitted = 1
     end
 end
@@ -102,7 +108,9 @@ class SharedWindowStorage(RedisStorage):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit (``True``) or refuse one hit; ``True`` when Redis fails."""
         with redis_guard(COMPONENT) as guard:
-            admitted, entries, oldest = self._hit([self.prefixed_key(key)], [limit, expiry, amount])
+            admitted, entries, oldest = self._hit(
+                [self.prefixed_key(key)], [limit, expiry, amount, LIMITER_KEY_SECONDS]
+            )
         if guard.failed:
             return True
         _report_window(limit, int(entries), float(oldest), expiry)

@@ -33,6 +33,9 @@ LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful
 # How many attempts have been finalised as abandoned, by any process: the sweep
 # runs in CronJob pods that are never scraped, so the web pods export this.
 FINALISED_KEY = "buys:sweep:finalised_total"
+# Both keys are rewritten at each run (the count: at each finalisation); a
+# count untouched this long restarts at 0, which Prometheus reads as a reset.
+RECORD_RETENTION_SECONDS = 30 * 86_400
 
 
 def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
@@ -60,7 +63,10 @@ def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
     if ids:
         BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
         with redis_guard("sweep"):
-            redis_store.client.incrby(FINALISED_KEY, len(ids))
+            pipe = redis_store.client.pipeline(transaction=False)
+            pipe.incrby(FINALISED_KEY, len(ids))
+            pipe.expire(FINALISED_KEY, RECORD_RETENTION_SECONDS)
+            pipe.execute()
         log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
     return len(ids)
 
@@ -76,7 +82,7 @@ def sweep() -> int:
     """
     finalised = finalise_abandoned()
     with redis_guard("sweep"):
-        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp())
+        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp(), ex=RECORD_RETENTION_SECONDS)
     return finalised
 
 
