@@ -1,12 +1,13 @@
-"""The ledger of buy attempts (``transactions``): claim, look up, finalise once."""
+"""The ledger of buy attempts (``transactions``): claim, count orders, look up, finalise once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Transaction, TransactionStatus
@@ -41,6 +42,26 @@ def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> 
     ).scalar_one()
 
 
+def count_order(session: Session, transaction_id: int, market_price: Decimal) -> bool:
+    """Count one more order of the ``pending`` attempt ``transaction_id`` (and
+    note the ``market_price`` it was checked against) before it is sent.
+
+    :returns: ``False`` when the attempt is no longer pending (it was
+        finalised meanwhile): then no order may be sent.
+    """
+    statement = (
+        update(Transaction)
+        .where(
+            Transaction.id == transaction_id,
+            Transaction.status == TransactionStatus.PENDING.value,
+        )
+        .values(attempts=Transaction.attempts + 1, market_price=market_price)
+        .returning(Transaction.id)
+    )
+    options = {"synchronize_session": False}
+    return session.execute(statement, execution_options=options).scalar_one_or_none() is not None
+
+
 def finalise(
     session: Session, transaction_id: int, values: Mapping[str, Any]
 ) -> Transaction | None:
@@ -52,10 +73,12 @@ def finalise(
 
 
 def finalise_pending_before(
-    session: Session, cutoff: datetime, values: Mapping[str, Any]
+    session: Session, cutoff: datetime, values: Mapping[str, Any], *, orders_sent: bool
 ) -> list[Transaction]:
-    """Finalise every attempt still ``pending`` that was created before ``cutoff``."""
-    return _finalise_pending(session, Transaction.created_at < cutoff, values)
+    """Finalise every attempt still ``pending`` that was created before
+    ``cutoff`` and counted an order (``orders_sent``) or none (not ``orders_sent``)."""
+    counted = Transaction.attempts > 0 if orders_sent else Transaction.attempts == 0
+    return _finalise_pending(session, and_(Transaction.created_at < cutoff, counted), values)
 
 
 def _finalise_pending(
