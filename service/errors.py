@@ -135,8 +135,8 @@ class OrderNotSent(ServiceUnavailable):
 
     code = "order_not_sent"
     default_message = (
-        "This attempt ended before any order was sent to the market vendor; nothing was "
-        "bought and it is over. Send a new request to try again."
+        "Nothing was bought: this attempt ended before its order could be placed, and it "
+        "is over. Send a new request to try again."
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import types
 from collections import Counter
 from collections.abc import Callable
@@ -657,6 +658,37 @@ def test_the_sweep_applies_a_kept_outcome_before_giving_up_on_pending_rows(
     assert [(row.status, row.attempts) for row in ledger()] == [("succeeded", 1)]
     assert holdings()["AAPL"].quantity == 2
     assert summaries()[("succeeded", "", "AAPL")].count == 1
+
+
+def test_without_redis_the_worker_records_the_outcome_once_the_ledger_is_back(
+    client_with: Callable[..., FlaskClient],
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    brief_patience: None,
+) -> None:
+    client = client_with(redis_url=DEAD_REDIS)  # nowhere to keep the outcome
+    monkeypatch.setattr(outcomes, "_BACKGROUND_WAIT_SECONDS", 0.1)
+    ledger_down = threading.Event()
+    ledger_down.set()
+    real_record = outcomes.record
+
+    def record(transaction_id: int, outcome: Outcome) -> Transaction:
+        if ledger_down.is_set():
+            _ledger_lost()
+        return real_record(transaction_id, outcome)
+
+    monkeypatch.setattr(outcomes, "record", record)
+    first = post_buy(client, simulator.price("AAPL"), 2)
+    assert first.status_code == 503
+    assert [row.status for row in ledger()] == ["pending"]
+
+    ledger_down.clear()  # PostgreSQL is back
+    deadline = time.monotonic() + 10
+    while ledger()[0].status == "pending" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert [row.status for row in ledger()] == ["succeeded"]
+    assert holdings()["AAPL"].quantity == 2
 
 
 def test_the_buy_itself_records_its_outcome_when_the_ledger_is_back_in_time(
