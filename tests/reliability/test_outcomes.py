@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ from tests.reliability.ledger import settle
 from tests.reliability.rig import Rig, in_background
 
 VENDOR_LATENCY = 1.5  # seconds the vendor takes to answer (page or order)
-ANSWERED = VENDOR_LATENCY + 0.5  # by then the vendor has executed the order
 LONGER_THAN_THE_BUY_WAITS = 12.0  # a buy waits ~9 s for its ledger to come back
 
 
@@ -94,14 +94,62 @@ def _sweep_job(rig: Rig) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def _attempts(rig: Rig, key: str) -> int | None:
+    """The attempt's counted orders, read directly (not through the proxy); None: no row."""
+    engine = sa.create_engine(rig.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT attempts FROM transactions WHERE idempotency_key = :key"),
+                {"key": key},
+            ).scalar_one_or_none()
+    finally:
+        engine.dispose()
+
+
+def _counted(rig: Rig, *keys: str) -> Callable[[], bool]:
+    return lambda: all((_attempts(rig, key) or 0) >= 1 for key in keys)
+
+
+def _executed_by_vendor(rig: Rig, *quantities: int) -> Callable[[], bool]:
+    """The simulator executes an order at once and answers after its latency."""
+    return lambda: all(_executed(rig, quantity) == 1 for quantity in quantities)
+
+
+@contextmanager
+def _rows_locked(rig: Rig, *keys: str) -> Iterator[None]:
+    """Hold the attempts' rows (directly, not through the proxy): their final
+    write waits until the block ends."""
+    engine = sa.create_engine(rig.database_url)
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(
+                sa.text(
+                    "SELECT id FROM transactions WHERE idempotency_key IN :keys FOR UPDATE"
+                ).bindparams(sa.bindparam("keys", expanding=True)),
+                {"keys": list(keys)},
+            )
+            yield
+    finally:
+        engine.dispose()
+
+
 def test_postgres_cut_during_the_vendor_call_the_buy_records_its_success(
     slow_rig: tuple[Rig, list[Quote]],
 ) -> None:
     rig, quotes = slow_rig
     with in_background(lambda: _buy(rig, quotes[0], 3, "cut-during-call")) as buying:
-        time.sleep(VENDOR_LATENCY / 3)  # counted and sent; the vendor is executing it
-        rig.database_proxy.cut()
-        time.sleep(ANSWERED)  # the vendor answered; its outcome cannot be written
+        _wait_for(_counted(rig, "cut-during-call"), "the order was counted")
+        rig.database_proxy.cut()  # the vendor is executing the order
+        _wait_for(_executed_by_vendor(rig, 3), "the vendor executed the order")
+        time.sleep(VENDOR_LATENCY + 0.5)  # it answered; the outcome cannot be written
         rig.database_proxy.restore()
     first = buying.result()
 
@@ -114,7 +162,7 @@ def test_postgres_cut_during_the_vendor_call_the_buy_records_its_success(
     assert _executed(rig, 3) == 1
 
 
-def test_postgres_cut_after_the_vendor_answered_the_outcome_is_applied_later(
+def test_postgres_cut_right_after_the_vendor_answered_the_outcome_is_applied_later(
     slow_rig: tuple[Rig, list[Quote]],
 ) -> None:
     rig, quotes = slow_rig
@@ -122,8 +170,11 @@ def test_postgres_cut_after_the_vendor_answered_the_outcome_is_applied_later(
         in_background(lambda: _buy(rig, quotes[0], 4, "retried")) as retried,
         in_background(lambda: _buy(rig, quotes[1], 5, "swept")) as swept,
     ):
-        time.sleep(VENDOR_LATENCY - 0.2)  # both orders are executing
-        rig.database_proxy.cut()
+        _wait_for(_counted(rig, "retried", "swept"), "both orders were counted")
+        with _rows_locked(rig, "retried", "swept"):
+            _wait_for(_executed_by_vendor(rig, 4, 5), "the vendor executed both orders")
+            time.sleep(VENDOR_LATENCY + 0.3)  # it answered: both buys wait for the lock to write
+            rig.database_proxy.cut()
         time.sleep(LONGER_THAN_THE_BUY_WAITS)  # both buys gave up waiting for the ledger
         rig.database_proxy.restore()
     for response in (retried.result(), swept.result()):
@@ -171,13 +222,20 @@ def _wait_until_up(rig: Rig, timeout: float = 30) -> None:
     raise AssertionError("gunicorn did not start new workers")
 
 
-def _killed_mid_buy(rig: Rig, quote: Quote, quantity: int, key: str) -> None:
+def _killed_mid_buy(rig: Rig, quote: Quote, quantity: int, key: str, *, counted: bool) -> None:
+    """Buy, and kill the workers once the attempt is claimed (``counted``:
+    once its order is counted, so the vendor is executing it)."""
+
     def buy() -> None:
         with pytest.raises(requests.ConnectionError):
             _buy(rig, quote, quantity, key)
 
+    def reached() -> bool:
+        attempts = _attempts(rig, key)
+        return attempts is not None and (attempts >= 1 or not counted)
+
     with in_background(buy):
-        time.sleep(VENDOR_LATENCY / 2)
+        _wait_for(reached, f"{key} was claimed")
         _kill_workers(rig)
     _wait_until_up(rig)
 
@@ -208,8 +266,9 @@ def test_a_killed_worker_leaves_a_row_that_says_whether_an_order_was_sent(
     assert rig.get("/stocks").status_code == 200  # caches the first page's quotes
     rig.configure_vendor(latency=VENDOR_LATENCY)
 
-    _killed_mid_buy(rig, cached, 7, "killed-mid-order")  # the worker dies inside the order
-    _killed_mid_buy(rig, uncached, 6, "killed-before-order")  # … while it looks the price up
+    _killed_mid_buy(rig, cached, 7, "killed-mid-order", counted=True)  # inside the order
+    # … and while it looks the price up (a page fetch takes the vendor's latency)
+    _killed_mid_buy(rig, uncached, 6, "killed-before-order", counted=False)
 
     assert settle(rig.database_url, rig.redis.url) == 2
     mid = _row(rig, "killed-mid-order")
