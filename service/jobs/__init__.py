@@ -67,18 +67,21 @@ class JobCommand(click.Command):
             )
 
 
+def database_problem(exc: SQLAlchemyError) -> str:
+    """One line naming what the database did wrong, for an operator."""
+    # The driver's first line names the server and the cause ("connection
+    # refused", "password authentication failed"); the rest is SQL and hints.
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = str(cause).strip().partition("\n")[0] or type(exc).__name__
+    trouble = "unavailable" if isinstance(exc, OperationalError | InterfaceError) else "failing"
+    return f"the database is {trouble} ({first})"
+
+
 def _one_line_database_errors(job: str, run: Callable[[], Any]) -> Any:
     try:
         return run()
     except SQLAlchemyError as exc:
-        # The driver's first line says what is wrong (refused, unknown host,
-        # missing table …); the rest is SQL and a link to SQLAlchemy's docs.
-        cause = exc.orig if isinstance(exc, DBAPIError) else exc
-        what = str(cause).strip().partition("\n")[0]
-        trouble = "unavailable" if isinstance(exc, OperationalError | InterfaceError) else "failing"
-        raise click.ClickException(
-            f"{job} failed: the database is {trouble} ({type(exc).__name__}: {what})"
-        ) from exc
+        raise click.ClickException(f"{job} failed: {database_problem(exc)}") from exc
 
 
 class JobGroup(AppGroup):

@@ -43,6 +43,6 @@ def test_without_the_database_the_sweep_says_so_in_one_line_and_exits_1(
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "Error: buys sweep failed: the database is unavailable (OperationalError: connection"
+        "Error: buys sweep failed: the database is unavailable (connection"
         ' to server at "127.0.0.1", port 1 failed: Connection refused)'
     ]
