@@ -53,7 +53,7 @@ from service.extensions import db
 from service.metrics import PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
-from service.money import money_text
+from service.money import money_text, price_band
 from service.repositories import transactions
 from service.services import outcomes, portfolios, sweep
 from service.services.orders import (
@@ -185,11 +185,6 @@ def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
-    """The lowest and highest price (both accepted) for a ``market`` price."""
-    return market * (1 - tolerance), market * (1 + tolerance)
 
 
 # --- the steps ----------------------------------------------------------------
@@ -324,8 +319,9 @@ def _out_of_tolerance(transaction: Transaction, details: dict[str, Any]) -> Pric
     tolerance = current_settings().price_tolerance
     low, high = price_band(transaction.market_price, tolerance)
     return PriceOutOfTolerance(
-        f"The price {money_text(transaction.requested_price)} is not within {tolerance:%} "
-        f"of the market price {money_text(transaction.market_price)}.",
+        f"The price {money_text(transaction.requested_price)} is outside the accepted band "
+        f"{money_text(low)}–{money_text(high)} ({tolerance:%} of the market price "
+        f"{money_text(transaction.market_price)}).",
         details={
             **details,
             "requestedPrice": money_text(transaction.requested_price),
