@@ -126,7 +126,10 @@ class TransactionSchema(Schema):
         metadata={"description": "Why it did not succeed (machine-readable); null if it did."}
     )
     attempts = fields.Integer(
-        metadata={"description": "How many times the order was sent to the vendor."}
+        metadata={
+            "description": "How many times the order was sent to the vendor; each is "
+            "counted before it is sent, so 0 means no order can exist."
+        }
     )
     idempotency_key = fields.String(data_key="idempotencyKey")
     resolution = fields.Nested(
