@@ -42,8 +42,8 @@ from service.api.errors import handle_service_error
 from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
 from service.metrics import RATE_LIMITED
-from service.ratelimit.leases import LEASE_SECONDS, ConcurrencyLimiter, Slot
 from service.ratelimit import window
+from service.ratelimit.leases import LEASE_SECONDS, ConcurrencyLimiter, Slot
 from service.ratelimit.window import RateWindow
 
 __all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "register_limits"]
