@@ -67,7 +67,7 @@ _REST = StockListingSchema(exclude=("items",))
 # while the page is served, so a cached listing is dumped once per process,
 # not per request. Content-addressed, so it never serves what the listing
 # does not hold; bounded by emptying it when full.
-RENDERED_MEMO_SIZE = 1024
+RENDERED_MEMO_SIZE = 256  # at most a few MB (100 items of JSON each)
 _rendered_items: dict[Hashable, str] = {}
 
 
