@@ -9,7 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.models import Transaction, TransactionStatus
 from service.repositories import upsert
@@ -143,13 +144,19 @@ def _finalise_pending(
 ) -> list[Transaction]:
     # "AND status = 'pending'" makes the move happen once: of two concurrent
     # updates, the second re-checks the row after the first commits and skips it.
+    # A pending row has no resolution (only an ``unknown`` row, already final,
+    # can be resolved): it is set to none here instead of a SELECT finding none.
     statement = (
         update(Transaction)
         .where(condition, Transaction.status == TransactionStatus.PENDING.value)
         .values(**values)
         .returning(Transaction)
+        .options(lazyload(Transaction.resolution))
     )
     # populate_existing: a row the session already holds (read while pending)
     # takes the values just written, not its stale ones.
     options = {"synchronize_session": False, "populate_existing": True}
-    return list(session.scalars(statement, execution_options=options).all())
+    rows = list(session.scalars(statement, execution_options=options).all())
+    for row in rows:
+        set_committed_value(row, "resolution", None)
+    return rows

@@ -12,7 +12,7 @@ and written only through :mod:`service.marketdata`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -46,13 +46,17 @@ class StockListing:
 
     ``after_response``, when set, is work for the caller to run once the
     response has been sent (pre-caching the next vendor page), inside an app
-    context.
+    context. ``content_key``, when set, names exactly what ``items`` were
+    taken from (each vendor page's token and fetch time, the offset and the
+    limit): listings with equal keys have equal items, so their rendering
+    may be reused.
     """
 
     items: tuple[VendorStock, ...]
     next_token: str | None
     meta: ListingMeta
     after_response: Callable[[], None] | None = None
+    content_key: Hashable | None = None
 
 
 def list_stocks(
@@ -81,6 +85,7 @@ class _Loads:
         self.client_token = client_token  # the vendor token the client's cursor named
         self.results: list[str] = []
         self.fetched: list[datetime] = []
+        self.versions: list[tuple[str | None, datetime]] = []
 
     def load(self, token: str | None) -> CachedPage:
         """The page ``token`` names, through the page cache.
@@ -95,6 +100,7 @@ class _Loads:
             raise cursors.invalid_token(message) from exc
         self.results.append(result)
         self.fetched.append(cached.fetched_at)
+        self.versions.append((token, cached.fetched_at))
         return cached
 
     def meta(self, default_as_of: datetime) -> ListingMeta:
@@ -106,6 +112,7 @@ class _Loads:
 
 def _browse(token: str | None, offset: int, limit: int) -> StockListing:
     loads = _Loads(client_token=token)
+    start = offset
     items: list[VendorStock] = []
     following: tuple[str | None, int] | None = (token, offset)
     last_next: str | None = None
@@ -126,7 +133,9 @@ def _browse(token: str | None, offset: int, limit: int) -> StockListing:
         if len(items) >= limit:
             break
     next_token = None if following is None else cursors.browse_cursor(*following)
-    return StockListing(tuple(items), next_token, loads.meta(clock.now()), _pre_cache(last_next))
+    meta = loads.meta(clock.now())
+    content_key = (start, limit, *loads.versions)
+    return StockListing(tuple(items), next_token, meta, _pre_cache(last_next), content_key)
 
 
 def _pre_cache(token: str | None) -> Callable[[], None] | None:

@@ -8,7 +8,7 @@ import redis
 
 from service.marketdata import store
 from service.ratelimit import RATE_STORAGE_PREFIX
-from service.ratelimit.window import LIMITER_KEY_SECONDS
+from service.ratelimit.leases import LIMITER_KEY_SECONDS
 from tests.bench.harness import RedisServer
 from tests.deploy.helm import MANIFESTS_DIR
 from tests.deploy.k8s import load_manifests

@@ -12,8 +12,7 @@ from flask import Flask
 
 from service.marketdata import store
 from service.ratelimit import CONCURRENCY_KEY_PREFIX
-from service.ratelimit.leases import ConcurrencyLimiter
-from service.ratelimit.window import LIMITER_KEY_SECONDS
+from service.ratelimit.leases import LIMITER_KEY_SECONDS, ConcurrencyLimiter
 from service.services import sweep, tokens
 from service.services.orders import ABANDONED_AFTER
 from service.vendorapi.simulator import Simulator
