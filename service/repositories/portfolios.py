@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Result, select
+from sqlalchemy import Result, bindparam, select
 from sqlalchemy.orm import Session
 
 from service.models import Holding, Portfolio
 from service.models.portfolios import DEFAULT_PORTFOLIO
-from service.repositories import upsert
+from service.repositories import upsert, upsert_for
 
 
 def ensure_portfolio(session: Session, user_id: str, name: str = DEFAULT_PORTFOLIO) -> int:
@@ -39,26 +40,57 @@ def _portfolio_id(session: Session, user_id: str, name: str) -> Result[Any]:
 
 
 def add_to_holding(
-    session: Session, portfolio_id: int, symbol: str, quantity: int, cost: Decimal
+    session: Session,
+    user_id: str,
+    symbol: str,
+    quantity: int,
+    cost: Decimal,
+    portfolio: str = DEFAULT_PORTFOLIO,
 ) -> None:
-    """Add ``quantity`` shares bought for ``cost`` to the holding of ``symbol``.
+    """Add ``quantity`` shares bought for ``cost`` to the holding of ``symbol``
+    in the user's ``portfolio`` (created when missing).
 
-    One ``INSERT … ON CONFLICT DO UPDATE SET quantity = holdings.quantity + …``:
-    the database adds to the current row, so concurrent buys never lose an update.
+    One ``INSERT INTO holdings … SELECT`` the portfolio's id ``… ON CONFLICT DO
+    UPDATE SET quantity = holdings.quantity + …``: the database adds to the
+    current row, so concurrent buys never lose an update, and one statement
+    finds the portfolio and credits it. It inserts nothing only when the
+    portfolio does not exist yet (the user's first buy): then it is created
+    and the statement runs again (a new snapshot, which sees it).
     """
-    insert = upsert(session, Holding.__table__).values(
-        portfolio_id=portfolio_id, symbol=symbol, quantity=quantity, cost_basis=cost
+    params = {
+        "user_id": user_id,
+        "portfolio": portfolio,
+        "symbol": symbol,
+        "quantity": quantity,
+        "cost": cost,
+    }
+    connection = session.connection()
+    statement = _add_to_holding(connection.dialect.name)
+    if connection.execute(statement, params).rowcount == 0:
+        ensure_portfolio(session, user_id, portfolio)
+        connection.execute(statement, params)
+
+
+@functools.cache
+def _add_to_holding(dialect: str) -> Any:
+    # Built once per backend; the values are bound at each execution.
+    found = select(
+        Portfolio.id,
+        bindparam("symbol", type_=Holding.symbol.type),
+        bindparam("quantity", type_=Holding.quantity.type),
+        bindparam("cost", type_=Holding.cost_basis.type),
+    ).where(Portfolio.user_id == bindparam("user_id"), Portfolio.name == bindparam("portfolio"))
+    insert = upsert_for(dialect, Holding.__table__).from_select(
+        ["portfolio_id", "symbol", "quantity", "cost_basis"], found
     )
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["portfolio_id", "symbol"],
-            set_={
-                "quantity": Holding.quantity + insert.excluded.quantity,
-                "cost_basis": Holding.cost_basis + insert.excluded.cost_basis,
-                "version": Holding.version + 1,
-                "updated_at": insert.excluded.updated_at,
-            },
-        )
+    return insert.on_conflict_do_update(
+        index_elements=["portfolio_id", "symbol"],
+        set_={
+            "quantity": Holding.quantity + insert.excluded.quantity,
+            "cost_basis": Holding.cost_basis + insert.excluded.cost_basis,
+            "version": Holding.version + 1,
+            "updated_at": insert.excluded.updated_at,
+        },
     )
 
 

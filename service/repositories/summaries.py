@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from service.models import DailySummary, Transaction, TransactionStatus
-from service.repositories import upsert
+from service.repositories import upsert_for
 
 
 def transaction_amount(transaction: Transaction) -> Decimal:
@@ -69,22 +71,28 @@ def _add(
 ) -> None:
     """Add ``count`` attempts (negative: take away) of ``transaction``'s day,
     symbol and quantity, for ``amount``, to the ``(status, reason)`` row."""
-    insert = upsert(session, DailySummary.__table__).values(
-        day=transaction.created_at.date(),
-        status=status,
-        reason=reason or "",
-        symbol=transaction.symbol,
-        count=count,
-        quantity=count * transaction.quantity,
-        amount=amount,
-    )
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["day", "status", "reason", "symbol"],
-            set_={
-                "count": DailySummary.count + insert.excluded.count,
-                "quantity": DailySummary.quantity + insert.excluded.quantity,
-                "amount": DailySummary.amount + insert.excluded.amount,
-            },
-        )
+    params = {
+        "day": transaction.created_at.date(),
+        "status": status,
+        "reason": reason or "",
+        "symbol": transaction.symbol,
+        "count": count,
+        "quantity": count * transaction.quantity,
+        "amount": amount,
+    }
+    connection = session.connection()
+    connection.execute(_add_statement(connection.dialect.name), params)
+
+
+@functools.cache
+def _add_statement(dialect: str) -> Any:
+    # Built once per backend; the values are bound at each execution.
+    insert = upsert_for(dialect, DailySummary.__table__)
+    return insert.on_conflict_do_update(
+        index_elements=["day", "status", "reason", "symbol"],
+        set_={
+            "count": DailySummary.count + insert.excluded.count,
+            "quantity": DailySummary.quantity + insert.excluded.quantity,
+            "amount": DailySummary.amount + insert.excluded.amount,
+        },
     )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, tuple_, update
-from sqlalchemy.orm import Session, lazyload
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import ColumnElement, Table, and_, bindparam, select, tuple_, update
+from sqlalchemy.orm import Session
 
 from service.models import Transaction, TransactionStatus
-from service.repositories import upsert
+from service.repositories import upsert_for
+
+_TABLE: Table = Transaction.__table__  # type: ignore[assignment]
 
 
 def claim(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -26,13 +28,24 @@ def claim(session: Session, values: Mapping[str, Any]) -> int | None:
     decides, so of concurrent claims with one key exactly one gets an id (the
     others wait for it to commit). Without a key (``None``) it always inserts.
     """
-    statement = (
-        upsert(session, Transaction.__table__)
-        .values(**values)
+    connection = session.connection()
+    statement = _claim(connection.dialect.name)
+    result = connection.execute(statement, {**_CLAIM_DEFAULTS, **values})
+    return result.scalar_one_or_none()
+
+
+# Columns a claim always sets, so that every claim binds the same parameters.
+_CLAIM_DEFAULTS = {"idempotency_key": None, "request_fingerprint": None}
+
+
+@functools.cache
+def _claim(dialect: str) -> Any:
+    # Built once per backend; the values are bound at each execution.
+    return (
+        upsert_for(dialect, _TABLE)
         .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-        .returning(Transaction.id)
+        .returning(_TABLE.c.id)
     )
-    return session.execute(statement).scalar_one_or_none()
 
 
 def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> Transaction:
@@ -51,17 +64,19 @@ def count_order(session: Session, transaction_id: int, market_price: Decimal) ->
     :returns: ``False`` when the attempt is no longer pending (it was
         finalised meanwhile): then no order may be sent.
     """
-    statement = (
-        update(Transaction)
-        .where(
-            Transaction.id == transaction_id,
-            Transaction.status == TransactionStatus.PENDING.value,
-        )
-        .values(attempts=Transaction.attempts + 1, market_price=market_price)
-        .returning(Transaction.id)
+    params = {"transaction_id": transaction_id, "checked_price": market_price}
+    return session.connection().execute(_COUNT_ORDER, params).scalar_one_or_none() is not None
+
+
+_COUNT_ORDER = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("transaction_id"),
+        _TABLE.c.status == TransactionStatus.PENDING.value,
     )
-    options = {"synchronize_session": False}
-    return session.execute(statement, execution_options=options).scalar_one_or_none() is not None
+    .values(attempts=_TABLE.c.attempts + 1, market_price=bindparam("checked_price"))
+    .returning(_TABLE.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -144,19 +159,15 @@ def _finalise_pending(
 ) -> list[Transaction]:
     # "AND status = 'pending'" makes the move happen once: of two concurrent
     # updates, the second re-checks the row after the first commits and skips it.
-    # A pending row has no resolution (only an ``unknown`` row, already final,
-    # can be resolved): it is set to none here instead of a SELECT finding none.
+    # A Core statement: the rows come back as new objects, outside the
+    # session (no identity map, no refresh after the commit). A pending row
+    # has no resolution (only an ``unknown`` row, already final, can be
+    # resolved), so theirs is none.
     statement = (
-        update(Transaction)
-        .where(condition, Transaction.status == TransactionStatus.PENDING.value)
+        update(_TABLE)
+        .where(condition, _TABLE.c.status == TransactionStatus.PENDING.value)
         .values(**values)
-        .returning(Transaction)
-        .options(lazyload(Transaction.resolution))
+        .returning(*_TABLE.c)
     )
-    # populate_existing: a row the session already holds (read while pending)
-    # takes the values just written, not its stale ones.
-    options = {"synchronize_session": False, "populate_existing": True}
-    rows = list(session.scalars(statement, execution_options=options).all())
-    for row in rows:
-        set_committed_value(row, "resolution", None)
-    return rows
+    rows = session.connection().execute(statement).mappings()
+    return [Transaction(**row, resolution=None) for row in rows]

@@ -74,12 +74,10 @@ def record(transaction_id: int, outcome: Outcome) -> Transaction:
             session.rollback()
             return _already_final(transaction_id, outcome)
         if outcome.order is not None:
-            portfolio_id = portfolios_repository.ensure_portfolio(session, row.user_id)
             portfolios_repository.add_to_holding(
-                session, portfolio_id, row.symbol, row.quantity, outcome.order.total
+                session, row.user_id, row.symbol, row.quantity, outcome.order.total
             )
         summaries.add_final(session, row)
-        session.expunge(row)  # keeps the values just written readable after commit, unrefreshed
         session.commit()
     except Exception:
         session.rollback()

@@ -121,8 +121,7 @@ def resolve(
         },
     )
     if status == ResolutionStatus.SUCCEEDED:
-        portfolio_id = portfolios_repository.ensure_portfolio(session, row.user_id)
-        portfolios_repository.add_to_holding(session, portfolio_id, row.symbol, row.quantity, total)
+        portfolios_repository.add_to_holding(session, row.user_id, row.symbol, row.quantity, total)
     amount = total if status == ResolutionStatus.SUCCEEDED else summaries.transaction_amount(row)
     summaries.move_resolved(session, row, status.value, amount)
     session.commit()

@@ -19,10 +19,10 @@ def test_the_portfolio_is_created_once(app: Flask) -> None:
 
 def test_holdings_add_quantity_and_cost(app: Flask) -> None:
     session = db.session()
-    portfolio_id = portfolios.ensure_portfolio(session, "alice")
-    portfolios.add_to_holding(session, portfolio_id, "PNNY", 4, Decimal("0.98"))
-    portfolios.add_to_holding(session, portfolio_id, "PNNY", 3, Decimal("0.764997"))
-    portfolios.add_to_holding(session, portfolio_id, "AAPL", 1, Decimal("220.67"))
+    # The first credit creates the user's portfolio.
+    portfolios.add_to_holding(session, "alice", "PNNY", 4, Decimal("0.98"))
+    portfolios.add_to_holding(session, "alice", "PNNY", 3, Decimal("0.764997"))
+    portfolios.add_to_holding(session, "alice", "AAPL", 1, Decimal("220.67"))
     session.commit()
 
     (portfolio,) = portfolios.portfolios_of(session, "alice")

@@ -32,10 +32,9 @@ def test_a_day_of_the_largest_attempts_adds_up_exactly(app: Flask) -> None:
 
 def test_a_holding_of_the_largest_buys_adds_up_exactly(app: Flask) -> None:
     session = db.session()
-    portfolio_id = portfolios.ensure_portfolio(session, "whale")
     total = Decimal(LARGEST_PRICE) * LARGEST_QUANTITY
     for _ in range(3):
-        portfolios.add_to_holding(session, portfolio_id, "AAPL", LARGEST_QUANTITY, total)
+        portfolios.add_to_holding(session, "whale", "AAPL", LARGEST_QUANTITY, total)
     session.commit()
 
     [holding] = db.session.scalars(select(Holding)).all()

@@ -17,8 +17,7 @@ from service.services import portfolios
 def _buy(quantity: int) -> None:
     """What a successful buy does to holdings: upsert, commit, invalidate."""
     session = db.session()
-    portfolio_id = portfolios_repository.ensure_portfolio(session, "alice")
-    portfolios_repository.add_to_holding(session, portfolio_id, "AAPL", quantity, Decimal(quantity))
+    portfolios_repository.add_to_holding(session, "alice", "AAPL", quantity, Decimal(quantity))
     session.commit()
     portfolios.invalidate("alice")
 
