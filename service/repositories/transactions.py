@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service.models import Transaction, TransactionStatus
@@ -139,9 +139,13 @@ def finalise(
     session: Session, transaction_id: int, values: Mapping[str, Any]
 ) -> Transaction | None:
     """Move attempt ``transaction_id`` from ``pending`` to its final status
-    (``values`` hold ``status``, ``completed_at`` …) and return the updated row,
-    or ``None`` when it is no longer pending (another process finalised it)."""
-    rows = _finalise_pending(session, Transaction.id == transaction_id, values)
+    and return the updated row, or ``None`` when it is no longer pending
+    (another process finalised it). ``values`` hold the columns of
+    :data:`FINAL_COLUMNS` (``status``, ``completed_at`` …; a missing one is
+    set to none, except that a ``market_price`` or ``attempts`` missing or
+    ``None`` keeps the row's own)."""
+    params = {**_final_params(values), "transaction_id": transaction_id}
+    rows = _finalise_pending(session, _FINALISE_ONE, params)
     return rows[0] if rows else None
 
 
@@ -149,25 +153,58 @@ def finalise_pending_before(
     session: Session, cutoff: datetime, values: Mapping[str, Any], *, orders_sent: bool
 ) -> list[Transaction]:
     """Finalise every attempt still ``pending`` that was created before
-    ``cutoff`` and counted an order (``orders_sent``) or none (not ``orders_sent``)."""
-    counted = Transaction.attempts > 0 if orders_sent else Transaction.attempts == 0
-    return _finalise_pending(session, and_(Transaction.created_at < cutoff, counted), values)
+    ``cutoff`` and counted an order (``orders_sent``) or none (not
+    ``orders_sent``), with ``values`` as :func:`finalise` takes them."""
+    counted = _TABLE.c.attempts > 0 if orders_sent else _TABLE.c.attempts == 0
+    statement = _finalise_where(and_(_TABLE.c.created_at < cutoff, counted))
+    return _finalise_pending(session, statement, _final_params(values))
+
+
+# The columns a final status sets.
+FINAL_COLUMNS = (
+    "status",
+    "reason",
+    "market_price",
+    "executed_price",
+    "total",
+    "vendor_status",
+    "vendor_message",
+    "attempts",
+    "completed_at",
+)
+_KEPT_UNLESS_GIVEN = ("market_price", "attempts")
+
+
+def _final_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"final_{name}": values.get(name) for name in FINAL_COLUMNS}
+
+
+def _finalise_where(condition: ColumnElement[bool]) -> Any:
+    # "AND status = 'pending'" makes the move happen once: of two concurrent
+    # updates, the second re-checks the row after the first commits and skips it.
+    final: dict[str, Any] = {}
+    for name in FINAL_COLUMNS:
+        column = _TABLE.c[name]
+        value = bindparam(f"final_{name}", type_=column.type)
+        final[name] = func.coalesce(value, column) if name in _KEPT_UNLESS_GIVEN else value
+    return (
+        update(_TABLE)
+        .where(condition, _TABLE.c.status == TransactionStatus.PENDING.value)
+        .values(final)
+        .returning(*_TABLE.c)
+    )
+
+
+# A buy's own final write: built once, its values bound at each execution.
+_FINALISE_ONE = _finalise_where(_TABLE.c.id == bindparam("transaction_id"))
 
 
 def _finalise_pending(
-    session: Session, condition: ColumnElement[bool], values: Mapping[str, Any]
+    session: Session, statement: Any, params: dict[str, Any]
 ) -> list[Transaction]:
-    # "AND status = 'pending'" makes the move happen once: of two concurrent
-    # updates, the second re-checks the row after the first commits and skips it.
     # A Core statement: the rows come back as new objects, outside the
     # session (no identity map, no refresh after the commit). A pending row
     # has no resolution (only an ``unknown`` row, already final, can be
     # resolved), so theirs is none.
-    statement = (
-        update(_TABLE)
-        .where(condition, _TABLE.c.status == TransactionStatus.PENDING.value)
-        .values(**values)
-        .returning(*_TABLE.c)
-    )
-    rows = session.connection().execute(statement).mappings()
+    rows = session.connection().execute(statement, params).mappings()
     return [Transaction(**row, resolution=None) for row in rows]

@@ -61,7 +61,7 @@ class Outcome:
     def ledger_values(self, now: datetime) -> dict[str, Any]:
         """The ledger row's columns for this outcome, completed at ``now``; the
         row's own market price and count of orders stand where this says none."""
-        values = {
+        return {
             "status": self.status.value,
             "reason": self.reason,
             "market_price": self.market_price,
@@ -71,11 +71,6 @@ class Outcome:
             "vendor_message": self.vendor_message,
             "attempts": self.attempts,
             "completed_at": now,
-        }
-        return {
-            name: value
-            for name, value in values.items()
-            if value is not None or name not in ("market_price", "attempts")
         }
 
     def as_json(self) -> dict[str, Any]:
