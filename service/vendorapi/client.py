@@ -140,6 +140,14 @@ class VendorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"x-api-key": api_key, "Accept": "application/json"})
+        # The environment's proxy and CA bundle settings for the vendor's URL,
+        # read once: requests reads them again on every call otherwise
+        # (``os.environ`` walked several times, ≈ 0.5 ms of CPU per call).
+        environment = self.session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self.session.proxies.update(environment["proxies"])
+        self.session.verify = environment["verify"]
+        self.session.cert = environment["cert"]
+        self.session.trust_env = False
         self.circuit = SharedCircuit(
             redis, fail_max, reset_timeout, exclude=(VendorRejected, VendorBadResponse)
         )

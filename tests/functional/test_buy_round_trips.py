@@ -5,7 +5,7 @@ fails here rather than only in ``make bench``."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,7 +35,7 @@ def _round_trips(app: Flask) -> Iterator[Counter[str]]:
     def checkout(*_: Any) -> None:
         seen["checkout"] += 1
 
-    hooks = [
+    hooks: list[tuple[Any, str, Callable[..., None]]] = [
         (engine, "before_cursor_execute", statement),
         (engine, "commit", commit),
         (engine.pool, "checkout", checkout),
@@ -64,8 +64,6 @@ def test_a_buy_takes_five_statements_in_three_short_transactions(
     # the final row (UPDATE), the holding and the day's summary (INSERT … ON
     # CONFLICT each): every order counted before it leaves, the outcome in one
     # transaction.
-    assert seen == Counter(
-        {"INSERT": 3, "UPDATE": 2, "commit": 3, "checkout": 3}
-    )
+    assert seen == Counter({"INSERT": 3, "UPDATE": 2, "commit": 3, "checkout": 3})
     assert [row.status for row in ledger()] == ["succeeded", "succeeded"]
     assert holdings()["AAPL"].quantity == 3
