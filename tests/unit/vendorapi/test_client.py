@@ -17,6 +17,7 @@ from service.vendorapi.errors import (
     CircuitOpen,
     UnknownSymbol,
     VendorAnswerLost,
+    VendorError,
     VendorRejected,
     VendorServerError,
     VendorTimeout,
@@ -143,6 +144,23 @@ def test_refused_connection_is_unreachable_and_safe(make_client) -> None:
         make_client(base_url="http://127.0.0.1:1").place_order("AAPL", Decimal(1), 1)
     assert caught.value.retriable
     assert not caught.value.request_sent
+
+
+def test_the_environments_proxy_is_used_as_when_the_client_was_built(
+    make_client, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy settings are read once, when the client is built.
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")  # nothing listens there
+    proxied = make_client()
+    monkeypatch.delenv("HTTP_PROXY")
+    direct = make_client()
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+
+    with pytest.raises(VendorError):  # the proxy refused the connection
+        proxied.place_order("AAPL", simulator.price("AAPL"), 1)
+    assert direct.place_order("AAPL", simulator.price("AAPL"), 1).quantity == 1
 
 
 def test_circuit_opens_for_every_client_sharing_redis_and_closes_again(
