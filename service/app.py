@@ -13,7 +13,7 @@ from service import jobs
 from service.api.errors import register_error_handlers
 from service.auth import register_auth
 from service.config import Settings
-from service.extensions import db, migrate, redis_store
+from service.extensions import db, migrate, ping_idle_connections, redis_store
 from service.logging import register_request_id
 from service.metrics import register_request_metrics, register_state_collectors
 from service.ratelimit import register_limits
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     redis_store.init_app(app, settings.redis_url)
     register_vendor(app, settings)
@@ -85,7 +87,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    engine_options: dict[str, Any] = {}
     if not settings.uses_sqlite:
         engine_options.update(
             pool_size=10, max_overflow=10, pool_recycle=1800, connect_args=POSTGRES_CONNECT_ARGS

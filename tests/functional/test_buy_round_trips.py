@@ -4,6 +4,7 @@ fails here rather than only in ``make bench``."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,17 +12,19 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.pool import NullPool
 
-from service.extensions import db
+from service.extensions import PING_IDLE_AFTER_SECONDS, db
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import STEADY_REPRICE_SECONDS, holdings, ledger, post_buy
 
 
 @contextmanager
 def _round_trips(app: Flask) -> Iterator[Counter[str]]:
-    """Counts what reaches PostgreSQL meanwhile: ``statement`` (the first
-    word of each), ``commit`` and ``checkout``."""
+    """Counts what reaches PostgreSQL meanwhile: statements (by their first
+    word), ``commit``, ``checkout`` (from the pool) and ``connect`` (a new
+    connection)."""
     seen: Counter[str] = Counter()
     with app.app_context():
         engine = db.engine
@@ -35,10 +38,14 @@ def _round_trips(app: Flask) -> Iterator[Counter[str]]:
     def checkout(*_: Any) -> None:
         seen["checkout"] += 1
 
+    def connect(*_: Any) -> None:
+        seen["connect"] += 1
+
     hooks: list[tuple[Any, str, Callable[..., None]]] = [
         (engine, "before_cursor_execute", statement),
         (engine, "commit", commit),
         (engine.pool, "checkout", checkout),
+        (engine.pool, "connect", connect),
     ]
     for target, name, hook in hooks:
         event.listen(target, name, hook)
@@ -67,3 +74,29 @@ def test_a_buy_takes_five_statements_in_three_short_transactions(
     assert seen == Counter({"INSERT": 3, "UPDATE": 2, "commit": 3, "checkout": 3})
     assert [row.status for row in ledger()] == ["succeeded", "succeeded"]
     assert holdings()["AAPL"].quantity == 3
+
+
+def test_pooled_connections_killed_while_idle_are_replaced_before_use(
+    app: Flask, client: FlaskClient, simulator: Simulator, database_url: str
+) -> None:
+    simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
+    price = simulator.price("AAPL")
+    assert post_buy(client, price, 1).status_code == 201  # connections now pooled
+    # PostgreSQL restarted, a proxy dropped them …: every pooled session is gone.
+    killer = create_engine(database_url, poolclass=NullPool)
+    with killer.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    killer.dispose()
+    time.sleep(PING_IDLE_AFTER_SECONDS + 0.1)
+
+    with _round_trips(app) as seen:
+        response = post_buy(client, price, 2)
+
+    assert response.status_code == 201
+    assert holdings()["AAPL"].quantity == 3
+    assert seen["connect"] >= 1  # the dead connection was replaced
