@@ -10,7 +10,7 @@ from typing import Any
 import flask_smorest
 import swagger_ui_bundle
 from flask import Blueprint as FlaskBlueprint
-from flask import Flask, Request, Response, after_this_request, current_app
+from flask import Flask, Request, Response, after_this_request, current_app, request
 from marshmallow import RAISE, Schema
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -145,6 +145,16 @@ def after_response(work: Callable[[], None] | None) -> None:
     def attach(response: Response) -> Response:
         response.call_on_close(run)
         return response
+
+
+def read_body() -> None:
+    """Read the whole request body before anything else runs (a ``before_request``
+    hook registered ahead of the limits): no concurrency slot is taken for a
+    client still sending one, and a body over ``MAX_REQUEST_BYTES`` is refused
+    with 413 from its ``Content-Length`` before a byte of it is read. Under
+    gunicorn the worker has already read it within its read deadline
+    (service/gunicorn_worker.py), so this costs nothing there."""
+    request.get_data(cache=True)
 
 
 def register_blueprints(app: Flask) -> None:
