@@ -111,7 +111,6 @@ class BufferedBody:
             self.deadlines.disarm()
             return self.app(environ, start_response)  # 413 from Content-Length alone
         try:
-            # A chunked body past the limit reads limit + 1 bytes: the app's 413.
             body = environ["wsgi.input"].read(self.limit + 1)
         except OSError:  # a chunked body cut short (gunicorn's NoMoreData)
             if self.deadlines.disarm():
@@ -119,6 +118,11 @@ class BufferedBody:
             raise
         if self.deadlines.disarm() and len(body) < declared:
             return self._timed_out(start_response)
+        # The body is now of known length, a chunked one too: declared so, the
+        # app refuses limit + 1 bytes from Content-Length (werkzeug would read a
+        # chunked body up to its limit and silently drop the rest).
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
         return self.app(environ, start_response)
 
