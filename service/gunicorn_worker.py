@@ -41,7 +41,6 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 from service.api.errors import code_of, envelope
-from service.gunicorn_conf import read_timeout
 
 # How often the watchdog looks for connections past their deadline.
 WATCH_INTERVAL_SECONDS = 0.2
@@ -164,6 +163,10 @@ class ReadDeadlineWorker(ThreadWorker):
     wsgi: WsgiApp
 
     def init_process(self) -> None:
+        # The settings module gunicorn loaded (imported here, not at the top:
+        # importing it sets PROMETHEUS_MULTIPROC_DIR, a gunicorn process's business).
+        from service.gunicorn_conf import read_timeout
+
         # In the worker process (threads do not survive the fork); the parent's
         # init_process then loads the app and runs the worker until it stops.
         self.deadlines = ReadDeadlines(read_timeout)
