@@ -120,8 +120,8 @@ class BufferedBody:
         # The body is now of known length, a chunked one too: declared so, the
         # app refuses limit + 1 bytes from Content-Length (werkzeug would read a
         # chunked body up to its limit and silently drop the rest).
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-        environ["CONTENT_LENGTH"] = str(len(body))
+        if environ.pop("HTTP_TRANSFER_ENCODING", None) is not None:
+            environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
         return self.app(environ, start_response)
 
@@ -189,7 +189,7 @@ class ReadDeadlineWorker(ThreadWorker):
         page = _Page()
         super().handle_error(req, page, addr, exc)
         status, reason = page.status()
-        if status >= 500:
+        if status == 500:
             error = envelope("internal_error", "Internal server error.")
         else:
             error = envelope(code_of(reason), f"{reason}: {exc}")

@@ -111,7 +111,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Any:
         """flask-smorest's ``arguments``; a JSON body also documents the 415
-        :meth:`_Parser.load_json` answers."""
+        :meth:`_Parser.load_json` answers and the 413 of :func:`read_body`."""
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
@@ -121,7 +121,12 @@ class Blueprint(flask_smorest.Blueprint):
             description="unsupported_media_type: the body is not sent as "
             "Content-Type: application/json.",
         )
-        return lambda func: document(parse(func))
+        too_large = self.alt_response(
+            413,
+            schema=ErrorSchema,
+            description="request_too_large: the body is over MAX_REQUEST_BYTES.",
+        )
+        return lambda func: too_large(document(parse(func)))
 
 
 def after_response(work: Callable[[], None] | None) -> None:

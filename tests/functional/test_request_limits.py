@@ -58,6 +58,14 @@ def test_every_endpoint_refuses_a_declared_oversized_body(make_app: Callable[...
     assert response.json["error"]["code"] == "request_too_large"
 
 
+def test_openapi_documents_413_where_a_json_body_is_read(make_app: Callable[..., Flask]) -> None:
+    document = make_app().test_client().get("/openapi.json").json
+    assert document is not None
+    buy = document["paths"]["/stocks/{symbol}/buy"]["post"]
+    assert "request_too_large" in buy["responses"]["413"]["description"]
+    assert "413" not in document["paths"]["/stocks"]["get"]["responses"]
+
+
 def _raw(url: str, data: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Send ``data`` as is; the status, headers and JSON body of the answer."""
     host, port = url.removeprefix("http://").split(":")
