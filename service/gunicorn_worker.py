@@ -1,10 +1,13 @@
 """gunicorn's threaded worker, with a read deadline and JSON errors (``worker_class``
 in service/gunicorn_conf.py).
 
-gthread gives each connection a thread while it reads the request, with no
-limit on how long: a client that trickles its headers or its body holds a
-thread for as long as it likes, and one whose body is still arriving when the
-app starts held a global concurrency slot (issue 12). This subclass, through
+gthread gives each connection a thread while it reads the request. It waits
+5 s for a new connection's first byte and then parks it, but once bytes come
+the thread reads with no limit on how long: a client that trickles its headers
+or its body holds a thread for as long as it likes, and one whose body was
+still arriving when the app started held a global concurrency slot (issue 12).
+(``timeout``, the worker heartbeat, only notices a worker that stopped
+altogether; ``keepalive`` only idle connections.) This subclass, through
 gunicorn's documented extension points (``worker_class``, methods of the
 documented worker classes), adds:
 
