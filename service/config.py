@@ -34,6 +34,8 @@ SIMULATOR_API_KEY = "simulator-key"
 SIMULATOR_PORT = 8099
 # Asymmetric algorithms only: HS256 would let anyone holding the public key sign.
 AUTH_ALGORITHMS = ("RS256", "ES256")
+# Signs cursors when TOKEN_SECRET is unset: fine on one machine, public to all.
+DEV_TOKEN_SECRET = "development-only-token-secret"
 _RATE = re.compile(r"^\s*\d+\s*(/|\s+per\s+)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", re.I)
 
 
@@ -161,6 +163,13 @@ def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _token_secret(raw: str) -> str:
+    secret = raw.strip()
+    if len(secret) < 16:
+        raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+    return secret
+
+
 def _log_level(raw: str) -> str:
     return _choice("debug", "info", "warning", "error")(raw).upper()
 
@@ -248,6 +257,7 @@ class Settings:
     auth_algorithms: tuple[str, ...] = _setting("AUTH_ALGORITHMS", _algorithms, AUTH_ALGORITHMS)
     auth_jwks_cooldown_seconds: int = _setting("AUTH_JWKS_COOLDOWN_SECONDS", _integer(0), 30)
     user_rate_limit: str | None = _setting("USER_RATE_LIMIT", _optional_rate, None)
+    token_secret: str = _setting("TOKEN_SECRET", _token_secret, DEV_TOKEN_SECRET, secret=True)
 
     def __post_init__(self) -> None:
         # Overrides given in code get the same driver mapping as the environment.

@@ -41,6 +41,14 @@ class InvalidInput(ServiceError):
     default_message = "The request is not valid."
 
 
+class InvalidToken(InvalidInput):
+    """A ``nextToken`` this service did not sign for this listing (forged,
+    altered, or issued for another one)."""
+
+    code = "invalid_token"
+    default_message = "Not a token this service issued."
+
+
 class Conflict(ServiceError):
     """The request collides with another one still running."""
 

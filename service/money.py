@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 _CENTS = Decimal("0.01")
 _LEDGER_STEP = Decimal("0.000001")
@@ -21,3 +21,32 @@ def money_text(value: Decimal) -> str:
 def quantize_money(value: Decimal) -> Decimal:
     """Round an amount to the six decimals the ledger stores."""
     return value.quantize(_LEDGER_STEP)
+
+
+def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
+    """The lowest and highest buy price (both accepted) at a ``market`` price.
+
+    Exactly ``market ± tolerance × market``, in whole cents and inward
+    (``0.245 … 0.255`` becomes ``0.25 … 0.25``), then each edge moved one cent
+    inward while a vendor that checks the band in binary floating point (as a
+    JavaScript service does) would refuse it: at ``0.50`` the exact band is
+    ``0.49 … 0.51``, but ``abs(0.49 - 0.5)`` is ``0.010000000000000009`` in
+    floats, more than ``0.01``, so the band is ``0.50 … 0.50``. Every price
+    between two accepted edges is accepted by both checks (float rounding is
+    monotonic). A market price below one cent can leave ``low > high``: no
+    price is accepted then.
+    """
+    spread = tolerance * market
+    low = (market - spread).quantize(_CENTS, ROUND_CEILING)
+    high = (market + spread).quantize(_CENTS, ROUND_FLOOR)
+    while low <= high and not float_within_band(low, market, tolerance):
+        low += _CENTS
+    while low <= high and not float_within_band(high, market, tolerance):
+        high -= _CENTS
+    return low, high
+
+
+def float_within_band(price: Decimal, market: Decimal, tolerance: Decimal) -> bool:
+    """The band check as a vendor computing in binary floating point makes it:
+    ``abs(price - market) <= tolerance * market`` on doubles."""
+    return abs(float(price) - float(market)) <= float(tolerance) * float(market)

@@ -1,14 +1,16 @@
 """Entry point: ``service.wsgi:app`` for gunicorn and ``flask --app service.wsgi``.
 
-An unusable setting stops start-up with one line naming the variable.
+An unusable setting stops start-up with one line naming the variable; an unset
+``TOKEN_SECRET`` is a warning (cursors signed with the public development key).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from service.app import create_app
-from service.config import ConfigError, Settings
+from service.config import DEV_TOKEN_SECRET, ConfigError, Settings
 from service.logging import configure_logging
 
 try:
@@ -17,4 +19,8 @@ except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
 configure_logging(settings.log_level, settings.log_format)
+if settings.token_secret == DEV_TOKEN_SECRET:
+    logging.getLogger(__name__).warning(
+        "TOKEN_SECRET is not set: nextToken cursors are signed with the public development key"
+    )
 app = create_app(settings)

@@ -162,6 +162,13 @@ def read_body() -> None:
     request.get_data(cache=True)
 
 
+def no_store(response: Response) -> Response:
+    """An ``after_request`` hook of the blueprints that answer with a user's
+    own data (DESIGN §4): no cache, shared or private, may keep it."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def register_blueprints(app: Flask) -> None:
     from service.api import health
 
@@ -171,6 +178,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _feature_blueprints() -> list[Blueprint]:
-    from service.api import buys, portfolios, stocks
+    from service.api import buys, portfolios, stocks, transactions
 
-    return [stocks.blp, buys.blp, portfolios.blp]
+    return [stocks.blp, buys.blp, portfolios.blp, transactions.blp]

@@ -14,39 +14,45 @@ from service.vendorapi.wire import parse_vendor_time
 
 @dataclass(frozen=True)
 class Quote:
-    """A vendor price and how old it is."""
+    """A vendor item (price, name, sector, change) and when we read it."""
 
-    symbol: str
-    price: Decimal
-    last_updated: datetime  # when the vendor last repriced the item
+    stock: VendorStock
     fetched_at: datetime  # when we read it from the vendor
+
+    @property
+    def symbol(self) -> str:
+        return self.stock.symbol
+
+    @property
+    def price(self) -> Decimal:
+        return self.stock.price
+
+    @property
+    def last_updated(self) -> datetime:
+        """When the vendor last repriced the item."""
+        return self.stock.last_updated
+
+    def reprices_at(self, cycle_seconds: int) -> datetime:
+        """When the vendor may reprice the item next: it reprices each item
+        once per cycle, so not before one cycle after its last repricing."""
+        return self.last_updated + timedelta(seconds=cycle_seconds)
 
     def fresh_for_trading(self, now: datetime, cycle_seconds: int) -> bool:
         """True while the vendor cannot have repriced the item since we read it:
         the vendor reprices each item once per cycle."""
         cycle = timedelta(seconds=cycle_seconds)
-        return now < self.last_updated + cycle and now < self.fetched_at + cycle
+        return now < self.reprices_at(cycle_seconds) and now < self.fetched_at + cycle
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "symbol": self.symbol,
-            "price": str(self.price),
-            "lastUpdated": self.last_updated.isoformat(),
-            "fetchedAt": self.fetched_at.isoformat(),
-        }
+        return {**_stock_json(self.stock), "fetchedAt": self.fetched_at.isoformat()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Quote:
-        return cls(
-            symbol=data["symbol"],
-            price=Decimal(data["price"]),
-            last_updated=parse_vendor_time(data["lastUpdated"]),
-            fetched_at=parse_vendor_time(data["fetchedAt"]),
-        )
+        return cls(_stock_from_json(data), parse_vendor_time(data["fetchedAt"]))
 
     @classmethod
     def of(cls, item: VendorStock, fetched_at: datetime) -> Quote:
-        return cls(item.symbol, item.price, item.last_updated, fetched_at)
+        return cls(item, fetched_at)
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,9 @@ def cached_quotes(symbols: Iterable[str]) -> dict[str, Quote]:
     """Cached quotes of any age (no vendor call); missing symbols are absent."""
     wanted = list(dict.fromkeys(symbols))
     found = cache.get_many_json([quote_key(symbol) for symbol in wanted])
-    return {data["symbol"]: Quote.from_json(data) for data in found.values()}
+    # A quote stored by a release before quotes carried the whole item (no
+    # "name") reads as not cached; the next page load rewrites it.
+    return {data["symbol"]: Quote.from_json(data) for data in found.values() if "name" in data}
 
 
 # --- the token map and the catalogue ----------------------------------------

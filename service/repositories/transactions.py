@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service.models import Transaction, TransactionStatus
@@ -39,6 +40,62 @@ def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> 
             Transaction.user_id == user_id, Transaction.idempotency_key == idempotency_key
         )
     ).scalar_one()
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Which of a user's attempts a history shows: one of ``statuses`` (all
+    when empty), of ``symbol``, created in ``[start, end)``, with
+    ``idempotency_key`` (``None``: no condition)."""
+
+    statuses: Sequence[str] = ()
+    symbol: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    idempotency_key: str | None = None
+
+
+def history(
+    session: Session,
+    user_id: str,
+    where: HistoryFilter,
+    *,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Transaction]:
+    """The user's attempts that match ``where``, newest first (``created_at``,
+    then ``id``), at most ``limit``, only those older than the position
+    ``before`` (``created_at``, ``id``) when given: a keyset page, so rows
+    added meanwhile (all newer) never shift it. One range scan of
+    ``ix_transactions_user_created`` (or its symbol/status siblings)."""
+    conditions: list[ColumnElement[bool]] = [Transaction.user_id == user_id]
+    if where.statuses:
+        conditions.append(Transaction.status.in_(where.statuses))
+    if where.symbol is not None:
+        conditions.append(Transaction.symbol == where.symbol)
+    if where.start is not None:
+        conditions.append(Transaction.created_at >= where.start)
+    if where.end is not None:
+        conditions.append(Transaction.created_at < where.end)
+    if where.idempotency_key is not None:
+        conditions.append(Transaction.idempotency_key == where.idempotency_key)
+    if before is not None:
+        conditions.append(tuple_(Transaction.created_at, Transaction.id) < tuple_(*before))
+    statement = (
+        select(Transaction)
+        .where(*conditions)
+        .order_by(Transaction.created_at.desc(), Transaction.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def of_user(session: Session, user_id: str, transaction_id: int) -> Transaction | None:
+    """The user's attempt ``transaction_id``; ``None`` when there is none
+    (another user's attempt included)."""
+    return session.execute(
+        select(Transaction).where(Transaction.id == transaction_id, Transaction.user_id == user_id)
+    ).scalar_one_or_none()
 
 
 def finalise(

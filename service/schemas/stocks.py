@@ -95,3 +95,46 @@ class StockListingSchema(Schema):
         metadata={"description": "Pass it back for the next page; null on the last page."},
     )
     meta = fields.Nested(ListingMetaSchema, required=True)
+
+
+class BandSchema(Schema):
+    low = Money(
+        data_key="min", required=True, metadata={"description": "The lowest price accepted."}
+    )
+    high = Money(
+        data_key="max", required=True, metadata={"description": "The highest price accepted."}
+    )
+
+
+class QuotePreviewSchema(Schema):
+    """A stock as a buy would see it now."""
+
+    symbol = fields.String(attribute="quote.symbol", required=True)
+    name = fields.String(attribute="quote.stock.name", required=True)
+    price = Money(attribute="quote.price", required=True, metadata={"description": "Market price."})
+    sector = fields.String(attribute="quote.stock.sector", required=True)
+    change = Money(
+        attribute="quote.stock.change",
+        required=True,
+        metadata={"description": "Price change since the previous repricing."},
+    )
+    lastUpdated = UtcTimestamp(
+        attribute="quote.last_updated",
+        required=True,
+        metadata={"description": "When the vendor last repriced the stock."},
+    )
+    band = fields.Nested(
+        BandSchema,
+        required=True,
+        metadata={
+            "description": "Exactly the prices a buy placed now is accepted at (both ends "
+            "included): PRICE_TOLERANCE around the price, in whole cents, narrowed where a "
+            "vendor checking in binary floating point would refuse an edge."
+        },
+    )
+    validUntil = UtcTimestamp(
+        attribute="valid_until",
+        required=True,
+        metadata={"description": "From then on the vendor may reprice the stock (and the band)."},
+    )
+    meta = fields.Nested(ListingMetaSchema, required=True)

@@ -48,7 +48,7 @@ from service.logging import log_unsuccessful_buy
 from service.metrics import BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
-from service.money import money_text
+from service.money import money_text, price_band
 from service.repositories import portfolios as portfolios_repository
 from service.repositories import summaries, transactions
 from service.services import portfolios, sweep
@@ -184,11 +184,6 @@ def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
-    """The lowest and highest price (both accepted) for a ``market`` price."""
-    return market * (1 - tolerance), market * (1 + tolerance)
-
-
 # --- the steps ----------------------------------------------------------------
 
 
@@ -311,8 +306,9 @@ def _out_of_tolerance(transaction: Transaction, details: dict[str, Any]) -> Pric
     tolerance = current_settings().price_tolerance
     low, high = price_band(transaction.market_price, tolerance)
     return PriceOutOfTolerance(
-        f"The price {money_text(transaction.requested_price)} is not within {tolerance:%} "
-        f"of the market price {money_text(transaction.market_price)}.",
+        f"The price {money_text(transaction.requested_price)} is outside the accepted band "
+        f"{money_text(low)}–{money_text(high)} ({tolerance:%} of the market price "
+        f"{money_text(transaction.market_price)}, in whole cents).",
         details={
             **details,
             "requestedPrice": money_text(transaction.requested_price),

@@ -1,92 +1,106 @@
-"""The listing's client cursors (``nextToken``), opaque to clients and stable.
+"""Client cursors (``nextToken``): signed, opaque to clients and stable.
 
-A cursor is base64url of a small JSON object (the same position always gives
-the same cursor):
+A cursor is a small JSON object signed with ``TOKEN_SECRET`` by itsdangerous
+(:class:`~itsdangerous.URLSafeSerializer`, one salt per kind of cursor), so
+the same position always gives the same cursor and a cursor issued for one
+listing cannot be replayed on another. The signature is checked before the
+payload is even parsed: a forged or altered cursor costs no vendor call and
+no Redis write, and the only vendor tokens ever sent on are those the service
+itself put in a cursor.
 
-- browsing, ``{"o": offset, "p": vendor token or null}``: the position
+Kinds issued here:
+
+- ``browse``, ``{"o": offset, "p": vendor token or null}``: the position
   ``offset`` inside the vendor page that ``p`` names (null: the first page);
-- searching, ``{"o": offset, "q": fingerprint of the search}``: the position in
-  the ranked matches of that search, so a cursor cannot drift into another one.
+- ``search``, ``{"o": offset, "q": fingerprint of the search}``: the position
+  in the ranked matches of that search.
 
-Every cursor a client sends is read here, and a bad one is an
-:class:`InvalidInput` naming the ``nextToken`` field.
+Other use cases issue their own kinds through :func:`issue` and :func:`read`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
+from functools import lru_cache
 from typing import Any
 
-from service.errors import InvalidInput
+from itsdangerous import BadData, URLSafeSerializer
 
-MAX_OFFSET = 1_000_000
-MAX_VENDOR_TOKEN_LENGTH = 512
+from service.config import current_settings
+from service.errors import InvalidToken
+
+MAX_CURSOR_LENGTH = 2048
+NOT_OURS = "Not a token this service issued for this listing."
+
+
+def issue(kind: str, payload: dict[str, Any]) -> str:
+    """A signed cursor of ``kind`` carrying ``payload`` (JSON-serialisable)."""
+    return _serializer(current_settings().token_secret, kind).dumps(payload)
+
+
+def read(kind: str, cursor: str, keys: set[str]) -> dict[str, Any]:
+    """The payload of a cursor of ``kind`` this service signed, with exactly ``keys``.
+
+    :raises InvalidToken: forged, altered, too long, or of another kind.
+    """
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid_token(NOT_OURS)
+    try:
+        payload = _serializer(current_settings().token_secret, kind).loads(cursor)
+    except BadData:
+        raise invalid_token(NOT_OURS) from None
+    if not isinstance(payload, dict) or set(payload) != keys:
+        raise invalid_token(NOT_OURS)
+    return payload
 
 
 def browse_cursor(vendor_token: str | None, offset: int) -> str:
     """The cursor of position ``offset`` in the vendor page ``vendor_token`` names."""
-    return _encode({"o": offset, "p": vendor_token})
+    return issue("browse", {"o": offset, "p": vendor_token})
 
 
 def browse_position(cursor: str | None) -> tuple[str | None, int]:
     """The vendor token and offset a browsing cursor names (none: the start).
 
-    :raises InvalidInput: not a browsing cursor this service issued.
+    :raises InvalidToken: not a browsing cursor this service issued.
     """
     if not cursor:
         return None, 0
-    payload = _decode(cursor, {"o", "p"})
-    vendor_token = payload["p"]
-    if vendor_token is not None and (
-        not isinstance(vendor_token, str) or not 0 < len(vendor_token) <= MAX_VENDOR_TOKEN_LENGTH
-    ):
-        raise bad_cursor("Not a token this service issued.")
-    return vendor_token, payload["o"]
+    payload = read("browse", cursor, {"o", "p"})
+    return payload["p"], _offset(payload)
 
 
 def search_cursor(term: str, offset: int) -> str:
     """The cursor of position ``offset`` in the matches of the search ``term``."""
-    return _encode({"o": offset, "q": _fingerprint(term)})
+    return issue("search", {"o": offset, "q": _fingerprint(term)})
 
 
 def search_offset(cursor: str | None, term: str) -> int:
     """The offset a search cursor names (none: the start).
 
-    :raises InvalidInput: not a cursor this service issued for this search.
+    :raises InvalidToken: not a cursor this service issued for this search.
     """
     if not cursor:
         return 0
-    payload = _decode(cursor, {"o", "q"})
+    payload = read("search", cursor, {"o", "q"})
     if payload["q"] != _fingerprint(term):
-        raise bad_cursor("This token belongs to another search.")
-    offset: int = payload["o"]
-    return offset
+        raise invalid_token("This token belongs to another search.")
+    return _offset(payload)
 
 
-def bad_cursor(message: str) -> InvalidInput:
+def invalid_token(message: str) -> InvalidToken:
     """The error of a cursor that cannot be followed, naming the field."""
-    return InvalidInput(message, details={"fields": {"nextToken": [message]}})
+    return InvalidToken(message, details={"fields": {"nextToken": [message]}})
 
 
-def _encode(payload: dict[str, Any]) -> str:
-    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+@lru_cache(maxsize=16)
+def _serializer(secret: str, kind: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"nextToken:{kind}")
 
 
-def _decode(cursor: str, keys: set[str]) -> dict[str, Any]:
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        payload = json.loads(raw)
-    except ValueError:  # binascii.Error, UnicodeDecodeError, JSONDecodeError
-        raise bad_cursor("Not a token this service issued.") from None
-    if not isinstance(payload, dict) or set(payload) != keys:
-        raise bad_cursor("Not a token this service issued for this listing.")
-    offset = payload["o"]
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-        raise bad_cursor("Not a token this service issued.")
-    return payload
+def _offset(payload: dict[str, Any]) -> int:
+    offset: int = payload["o"]  # signed by this service: the offset it wrote
+    return offset
 
 
 def _fingerprint(term: str) -> str:

@@ -64,7 +64,7 @@ def list_stocks(
     ``search``: stocks whose symbol or name contains it (case-insensitive),
     across the whole catalogue, exact and leading symbol matches first.
 
-    :raises InvalidInput: ``next_token`` was not issued for this listing;
+    :raises InvalidToken: ``next_token`` was not issued for this listing;
     :raises ServiceUnavailable: the vendor failed and no copy is cached (with
         ``retry_after``).
     """
@@ -92,7 +92,7 @@ class _Loads:
             cached, result = fill.load_page(token, from_client=from_client)
         except VendorRejected as exc:
             message = "This token is no longer valid; start again without it."
-            raise cursors.bad_cursor(message) from exc
+            raise cursors.invalid_token(message) from exc
         self.results.append(result)
         self.fetched.append(cached.fetched_at)
         return cached

@@ -25,7 +25,7 @@ ALERTS = {
     "StockTradingRedisErrors",
     "StockTradingUnknownBuys",
     "StockTradingBuysInterrupted",
-    "StockTradingUnresolvedUnknownOrders",
+    "StockTradingUnresolvedOrders",
     "StockTradingSweepNotRunning",
 }
 JOB_METRICS = ("trading_report_", "trading_tokens_refresh_", "trading_sweep_")

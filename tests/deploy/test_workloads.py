@@ -272,7 +272,7 @@ def test_existing_secret_replaces_the_charts_secret(full_release: helm.Release) 
 
 def test_chart_secret_leaves_out_empty_values(default_release: helm.Release) -> None:
     secret = default_release.get("Secret", "stock-trading")
-    assert set(secret["data"]) == {"DATABASE_URL", "REDIS_URL"}
+    assert set(secret["data"]) == {"DATABASE_URL", "REDIS_URL", "TOKEN_SECRET"}
 
 
 def test_network_policy_denies_by_default(release: helm.Release) -> None:

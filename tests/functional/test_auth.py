@@ -192,13 +192,17 @@ def test_the_api_document_declares_the_bearer_scheme_only_in_jwt_mode(
     assert "securitySchemes" not in open_document.get("components", {})
 
 
+@pytest.mark.parametrize("path", ["portfolios", "transactions", "transactions/1"])
 def test_another_users_path_is_forbidden(
-    jwt_client: Callable[..., FlaskClient], rsa_1: rsa.RSAPrivateKey
+    jwt_client: Callable[..., FlaskClient], rsa_1: rsa.RSAPrivateKey, path: str
 ) -> None:
-    response = _get(jwt_client(), "/users/bob/portfolios", sign(rsa_1, "rsa-1"))
+    client = jwt_client()
+    response = _get(client, f"/users/bob/{path}", sign(rsa_1, "rsa-1"))
     assert response.status_code == 403
     assert response.json is not None
     assert response.json["error"]["code"] == "forbidden"
+    own = _get(client, f"/users/alice/{path}", sign(rsa_1, "rsa-1"))
+    assert own.status_code == (404 if path == "transactions/1" else 200)
 
 
 def test_buying_for_another_user_is_forbidden_and_records_nothing(

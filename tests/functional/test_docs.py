@@ -39,6 +39,11 @@ def test_the_document_has_the_rate_limits_and_the_probes(client: FlaskClient) ->
 
     listed = operations(document)
     assert {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")} <= listed
+    assert {
+        ("GET", "/stocks/{symbol}"),
+        ("GET", "/users/{userId}/transactions"),
+        ("GET", "/users/{userId}/transactions/{id}"),
+    } <= listed
     for method, path in listed:
         responses = document["paths"][path][method.lower()]["responses"]
         if path in ("/healthz", "/readyz", "/metrics"):

@@ -51,9 +51,10 @@ def test_holdings_with_average_price_cost_basis_and_market_value(
 ) -> None:
     at_price(simulator, "PNNY", Decimal("0.25"))
     apple = simulator.price("AAPL")
-    assert post_buy(client, Decimal("0.245"), 4, symbol="PNNY").status_code == 201
-    assert post_buy(client, Decimal("0.254999"), 3, symbol="PNNY").status_code == 201
-    assert post_buy(client, apple, 2).status_code == 201
+    assert post_buy(client, Decimal("0.25"), 7, symbol="PNNY").status_code == 201
+    # Six-decimal prices: the average of 3 shares does not end in 6 decimals.
+    assert post_buy(client, apple + Decimal("0.000001"), 2).status_code == 201
+    assert post_buy(client, apple, 1).status_code == 201
     assert post_buy(client, apple, 1, user_id="bob").status_code == 201
     calls = simulator.stats()["requests"]
 
@@ -67,15 +68,18 @@ def test_holdings_with_average_price_cost_basis_and_market_value(
     assert sorted(by_symbol) == ["AAPL", "PNNY"]
     penny = by_symbol["PNNY"]
     assert penny["quantity"] == 7
-    assert penny["costBasis"] == "1.744997"  # 4 × 0.245 + 3 × 0.254999
-    assert penny["averagePrice"] == "0.249285"  # 1.744997 / 7, to 6 decimals
+    assert penny["costBasis"] == "1.75"
+    assert penny["averagePrice"] == "0.25"
     assert penny["marketPrice"] == "0.25"
     assert penny["marketValue"] == "1.75"
     assert penny["priceAgeSeconds"] >= 0
     assert penny["priceAsOf"]
-    assert Decimal(by_symbol["AAPL"]["costBasis"]) == apple * 2
-    assert Decimal(portfolio["totals"]["costBasis"]) == Decimal("1.744997") + apple * 2
-    assert Decimal(portfolio["totals"]["marketValue"]) == Decimal("1.75") + apple * 2
+    apples = by_symbol["AAPL"]
+    assert Decimal(apples["costBasis"]) == apple * 3 + Decimal("0.000002")
+    # (3 × apple + 0.000002) / 3, to 6 decimals
+    assert Decimal(apples["averagePrice"]) == apple + Decimal("0.000001")
+    assert Decimal(portfolio["totals"]["costBasis"]) == Decimal("1.750002") + apple * 3
+    assert Decimal(portfolio["totals"]["marketValue"]) == Decimal("1.75") + apple * 3
 
 
 def test_market_fields_are_null_without_a_cached_price_and_show_their_age(

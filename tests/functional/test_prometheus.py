@@ -49,7 +49,7 @@ EXERCISED_ALERTS = {
     "StockTradingVendorCircuitOpen",  # the vendor outage
     "StockTradingRedisErrors",  # the Redis outage
     "StockTradingUnknownBuys",  # orders whose answer the vendor lost
-    "StockTradingUnresolvedUnknownOrders",  # an unknown order two hours old
+    "StockTradingUnresolvedOrders",  # an unknown order two hours old
 }
 WAIT_SECONDS = 60
 

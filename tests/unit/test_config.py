@@ -71,6 +71,7 @@ def test_provider_postgres_urls_use_psycopg2(url: str) -> None:
         ("AUTH_ALGORITHMS", "HS256"),
         ("AUTH_ALGORITHMS", "RS256,none"),
         ("USER_RATE_LIMIT", "lots"),
+        ("TOKEN_SECRET", "short"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
@@ -102,6 +103,27 @@ def test_start_up_fails_with_one_line_naming_the_variable() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: CACHE_TTL_SECONDS='abc' is invalid: expected a whole number"
     ]
+
+
+def _start_up_log(env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", "import service.wsgi"],
+        cwd=ROOT,
+        env={**os.environ, "LOG_FORMAT": "text", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_unset_token_secret_is_a_warning_at_start_up() -> None:
+    environ = {key: value for key, value in os.environ.items() if key != "TOKEN_SECRET"}
+    assert "TOKEN_SECRET is not set" in _start_up_log({**environ, "TOKEN_SECRET": ""})
+    secret = "a-production-secret-of-enough-length"
+    assert "TOKEN_SECRET" not in _start_up_log({"TOKEN_SECRET": secret})
+    assert Settings.from_env({"TOKEN_SECRET": secret}).describe()["TOKEN_SECRET"] == "<set>"
 
 
 JWT_BASE = {

@@ -30,6 +30,8 @@ _KNOB_HELP = {
     "drop_rate": "share of connections closed unanswered",
     "lost_rate": "share of buys executed but left unanswered",
     "fault_operations": "comma list of operations (list,buy) the fault knobs apply to",
+    "float_band": "check the 2%% band in binary floating point, as a JavaScript vendor would "
+    "(at 0.25 it refuses 0.245 and 0.255)",
 }
 
 
@@ -52,8 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     for knob, help_text in _KNOB_HELP.items():
         default = getattr(defaults, knob)
+        option = "--" + knob.replace("_", "-")
+        if isinstance(default, bool):
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(option, action=action, default=default, help=help_text)
+            continue
         parser.add_argument(
-            "--" + knob.replace("_", "-"),
+            option,
             type=_operations_arg if knob == "fault_operations" else type(default),
             default=default,
             help=help_text,

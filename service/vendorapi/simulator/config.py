@@ -39,6 +39,7 @@ class SimulatorConfig:
     drop_rate: float = 0.0
     lost_rate: float = 0.0
     fault_operations: tuple[str, ...] = OPERATIONS
+    float_band: bool = False
     api_key: str = SIMULATOR_API_KEY
 
     def __post_init__(self) -> None:
@@ -51,6 +52,8 @@ class SimulatorConfig:
         for name in _SECONDS_KNOBS:
             self._set(name, as_float(name, getattr(self, name)))
         self._set("fault_operations", _as_operations(self.fault_operations))
+        if not isinstance(self.float_band, bool):
+            raise ValueError(f"float_band must be true or false, got {self.float_band!r}")
         if not isinstance(self.api_key, str) or not self.api_key:
             raise ValueError("api_key must be a non-empty string")
 

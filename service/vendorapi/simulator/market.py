@@ -39,9 +39,16 @@ def quote(stock: Stock, seed: int, reprice_seconds: int, now_ms: int) -> Quote:
     return Quote(price, change, cycle * cycle_ms + phase)
 
 
-def within_band(price: Decimal, current: Decimal) -> bool:
+def within_band(price: Decimal, current: Decimal, *, in_floats: bool = False) -> bool:
     """Whether the vendor accepts a buy at ``price`` while the stock is at ``current``
-    (the band is inclusive)."""
+    (the band is inclusive): exactly, or with ``in_floats`` in binary floating
+    point as a JavaScript vendor would (at 0.25 that refuses 0.245 and 0.255:
+    ``abs(0.245 - 0.25)`` is ``0.0050000000000000044`` in doubles)."""
+    if in_floats:
+        # Math.abs(price - current) <= 0.02 * current, on doubles. Written here
+        # apart from the service's model of it (service.money), which the tests
+        # check against this.
+        return abs(float(price) - float(current)) <= float(PRICE_TOLERANCE) * float(current)
     return abs(price - current) <= PRICE_TOLERANCE * current
 
 

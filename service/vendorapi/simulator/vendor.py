@@ -246,7 +246,8 @@ class Simulator:
             except ValueError as error:
                 return _Outcome(HTTPStatus.BAD_REQUEST, _message(str(error)))
             now_ms = self._now_ms()
-            if not market.within_band(price, self._quote(self._catalogue[index], now_ms).price):
+            current = self._quote(self._catalogue[index], now_ms).price
+            if not market.within_band(price, current, in_floats=self._config.float_band):
                 message = "Price must be within 2% of current price"
                 return _Outcome(HTTPStatus.BAD_REQUEST, _message(message))
             order = Order(

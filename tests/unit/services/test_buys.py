@@ -67,10 +67,3 @@ def test_the_fingerprint_ignores_how_the_price_is_written() -> None:
     assert len(same) == 1
     assert buys.request_fingerprint("alice", "AAPL", Decimal("98.51"), 2) not in same
     assert buys.request_fingerprint("bob", "AAPL", Decimal("98.5"), 2) not in same
-
-
-def test_the_price_band_is_exact() -> None:
-    assert buys.price_band(Decimal("0.25"), Decimal("0.02")) == (
-        Decimal("0.245"),
-        Decimal("0.255"),
-    )

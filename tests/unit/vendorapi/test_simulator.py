@@ -34,6 +34,7 @@ from service.vendorapi.simulator import (
     SimulatorServer,
     serve,
 )
+from tests.buys_support import at_price
 
 T0 = 1_800_000_000.0
 REPO = Path(__file__).resolve().parents[3]
@@ -351,6 +352,22 @@ def test_the_two_percent_band_is_inclusive(
         assert sim.orders() == []
 
 
+@pytest.mark.parametrize(
+    ("price", "exact", "in_floats"),
+    [("0.245", True, False), ("0.255", True, False), ("0.2451", True, True), ("0.25", True, True)],
+)
+def test_the_float_band_knob_refuses_what_a_javascript_vendor_would(
+    api: Api, sim: Simulator, price: str, exact: bool, in_floats: bool
+) -> None:
+    at_price(sim, "PNNY", Decimal("0.25"))
+    assert (api.buy("PNNY", Decimal(price)).status_code == 200) is exact
+    sim.configure(float_band=True)
+    response = api.buy("PNNY", Decimal(price))
+    assert (response.status_code == 200) is in_floats
+    if not in_floats:
+        assert decoded(response) == {"message": "Price must be within 2% of current price"}
+
+
 def test_an_unknown_symbol_is_not_found(api: Api, sim: Simulator) -> None:
     response = api.buy("NOSUCH", Decimal("10.00"))
     assert response.status_code == 404
@@ -571,7 +588,7 @@ def test_shutdown_closes_kept_alive_connections() -> None:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_command_line_serves_until_stopped(stop: signal.Signals) -> None:
     command = [sys.executable, "-m", "service.vendorapi.simulator", "--port", "0"]
-    command += ["--stocks", "30", "--page-size", "10", "--seed", "7"]
+    command += ["--stocks", "30", "--page-size", "10", "--seed", "7", "--float-band"]
     env = {**os.environ, "VENDOR_API_KEY": "cli-key"}
     with subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -588,6 +605,10 @@ def test_the_command_line_serves_until_stopped(stop: signal.Signals) -> None:
             answer = requests.get(url, headers={"x-api-key": "cli-key"}, timeout=TIMEOUT)
             assert answer.status_code == 200
             assert len(decoded(answer)["data"]["items"]) == 10
+            config = requests.get(
+                shown.group(1) + "/_sim/config", headers={"x-api-key": "cli-key"}, timeout=TIMEOUT
+            )
+            assert decoded(config)["float_band"] is True
             default_key = {"x-api-key": SIMULATOR_API_KEY}
             assert requests.get(url, headers=default_key, timeout=TIMEOUT).status_code == 403
         finally:
