@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import socket
 import threading
 import time
@@ -83,8 +84,9 @@ class ReadDeadlines:
             watch = self._watches.pop(threading.get_ident(), None)
         return watch is not None and watch.expired
 
-    def expire_overdue(self) -> None:
-        now = time.monotonic()
+    def expire_overdue(self, now: float | None = None) -> None:
+        """Cut the reads whose deadline is past at ``now`` (default: the present)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             for watch in self._watches.values():
                 if not watch.expired and watch.deadline <= now:
@@ -186,6 +188,12 @@ class ReadDeadlineWorker(ThreadWorker):
             return super().handle(conn)
         finally:
             self.deadlines.disarm()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # Stopping now (SIGINT, SIGQUIT): slow clients are not waited for (the
+        # interpreter's exit waits for every thread of the pool).
+        self.deadlines.expire_overdue(now=math.inf)
+        super().handle_quit(sig, frame)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's answer to a request it refuses, as the JSON error envelope."""

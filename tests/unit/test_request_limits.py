@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import socket
 import threading
 import time
@@ -165,3 +166,15 @@ def test_a_body_cut_by_the_deadline_is_408_in_the_envelope(
     assert ("Content-Type", "application/json") in headers
     assert json.loads(body)["error"]["code"] == "request_timeout"
     assert app.environ == {}  # the app never ran
+
+
+def test_a_stopping_worker_cuts_every_read_at_once(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, _client = pair
+    deadlines = ReadDeadlines(60)
+    threading.Timer(0.2, deadlines.expire_overdue, kwargs={"now": math.inf}).start()
+    result = _read_in_thread(deadlines, server, lambda: server.recv(1))
+    assert result["read"] == b""
+    assert result["expired"] is True
+    assert result["seconds"] < 1
