@@ -26,23 +26,23 @@ def quantize_money(value: Decimal) -> Decimal:
 def price_band(market: Decimal, tolerance: Decimal) -> tuple[Decimal, Decimal]:
     """The lowest and highest buy price (both accepted) at a ``market`` price.
 
-    Exactly ``market ± tolerance × market``, in whole cents and inward
-    (``0.245 … 0.255`` becomes ``0.25 … 0.25``), then each edge moved one cent
-    inward while a vendor that checks the band in binary floating point (as a
-    JavaScript service does) would refuse it: at ``0.50`` the exact band is
-    ``0.49 … 0.51``, but ``abs(0.49 - 0.5)`` is ``0.010000000000000009`` in
-    floats, more than ``0.01``, so the band is ``0.50 … 0.50``. Every price
-    between two accepted edges is accepted by both checks (float rounding is
-    monotonic). A market price below one cent can leave ``low > high``: no
-    price is accepted then.
+    Exactly ``market ± tolerance × market``, in the ledger's six decimals and
+    inward, then each edge moved one step (0.000001) inward while a vendor
+    that checks the band in binary floating point (as a JavaScript service
+    does) would refuse it: at ``0.25`` the exact band is ``0.245 … 0.255``,
+    but ``abs(0.245 - 0.25)`` is ``0.0050000000000000044`` in floats, more
+    than ``0.005``, so the band is ``0.245001 … 0.254999``. Every price between
+    two accepted edges is accepted by both checks (float rounding is
+    monotonic). A market price too small to have a band accepts nothing
+    (``low > high``).
     """
     spread = tolerance * market
-    low = (market - spread).quantize(_CENTS, ROUND_CEILING)
-    high = (market + spread).quantize(_CENTS, ROUND_FLOOR)
+    low = (market - spread).quantize(_LEDGER_STEP, ROUND_CEILING)
+    high = (market + spread).quantize(_LEDGER_STEP, ROUND_FLOOR)
     while low <= high and not float_within_band(low, market, tolerance):
-        low += _CENTS
+        low += _LEDGER_STEP
     while low <= high and not float_within_band(high, market, tolerance):
-        high -= _CENTS
+        high -= _LEDGER_STEP
     return low, high
 
 

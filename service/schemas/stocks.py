@@ -128,7 +128,7 @@ class QuotePreviewSchema(Schema):
         required=True,
         metadata={
             "description": "Exactly the prices a buy placed now is accepted at (both ends "
-            "included): PRICE_TOLERANCE around the price, in whole cents, narrowed where a "
+            "included): PRICE_TOLERANCE around the price, to 6 decimals, narrowed where a "
             "vendor checking in binary floating point would refuse an edge."
         },
     )

@@ -308,7 +308,7 @@ def _out_of_tolerance(transaction: Transaction, details: dict[str, Any]) -> Pric
     return PriceOutOfTolerance(
         f"The price {money_text(transaction.requested_price)} is outside the accepted band "
         f"{money_text(low)}–{money_text(high)} ({tolerance:%} of the market price "
-        f"{money_text(transaction.market_price)}, in whole cents).",
+        f"{money_text(transaction.market_price)}).",
         details={
             **details,
             "requestedPrice": money_text(transaction.requested_price),

@@ -6,7 +6,7 @@ The quote comes from the buy's own price path
 repricing cycle, else one vendor page through the symbol → token map), and
 the band from the buy's own :func:`service.money.price_band`, so a buy at
 ``band.low`` or ``band.high`` placed before ``valid_until`` passes the price
-check, and one cent outside does not.
+check, and one step (0.000001) outside does not.
 """
 
 from __future__ import annotations

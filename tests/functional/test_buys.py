@@ -109,26 +109,33 @@ def test_money_is_exact_on_a_quarter_dollar_stock(
     client: FlaskClient, simulator: Simulator
 ) -> None:
     at_price(simulator, "PNNY", Decimal("0.25"))
-    # The exact ±2 % band of 0.25 is 0.245–0.255; in whole cents inward only
-    # 0.25 is left (a float-checking vendor refuses 0.245 and 0.255 anyway).
+    # The exact ±2 % band of 0.25 is 0.245–0.255; a float-checking vendor
+    # refuses both edges, so the band is 0.245001–0.254999.
     quarter = post_buy(client, Decimal("0.25"), 7, symbol="PNNY")
+    low_edge = post_buy(client, "0.245001", 1000, symbol="PNNY")
     refused = [
         post_buy(client, price, 1, symbol="PNNY")
-        for price in (Decimal("0.245"), "0.255", Decimal("0.250001"), "0.249999", "0.26")
+        for price in (Decimal("0.245"), "0.255", "0.244999", "0.26")
     ]
 
     assert quarter.status_code == 201
     assert quarter.json is not None
     assert quarter.json["total"] == "1.75"
+    assert low_edge.status_code == 201
+    assert low_edge.json is not None
+    assert low_edge.json["total"] == "245.001"
     for rejected in refused:
         assert rejected.status_code == 422
         error = _error(rejected)
         assert error["code"] == "price_out_of_tolerance"
         assert error["details"]["marketPrice"] == "0.25"
-        assert (error["details"]["minPrice"], error["details"]["maxPrice"]) == ("0.25", "0.25")
+        assert (error["details"]["minPrice"], error["details"]["maxPrice"]) == (
+            "0.245001",
+            "0.254999",
+        )
     holding = holdings()["PNNY"]
-    assert (holding.quantity, holding.cost_basis) == (7, Decimal("1.75"))
-    assert vendor_buys(simulator) == 1
+    assert (holding.quantity, holding.cost_basis) == (1007, Decimal("246.751"))
+    assert vendor_buys(simulator) == 2
 
 
 def test_six_decimal_prices_inside_the_band_are_bought_exactly(

@@ -1,5 +1,5 @@
 """The quote preview over HTTP (``GET /stocks/{symbol}``): the item, the band a
-buy is accepted in (buys at both edges succeed, one cent outside is 422),
+buy is accepted in (buys at both edges succeed, one ledger step outside is 422),
 including against a vendor that checks its band in binary floating point."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from service.vendorapi.simulator import Simulator
 from service.vendorapi.simulator.market import within_band
 from tests.buys_support import STEADY_REPRICE_SECONDS, at_price, ledger, post_buy, vendor_buys
 
-CENT = Decimal("0.01")
+STEP = Decimal("0.000001")  # the ledger's six decimals
 # Longer than the simulator's steady cycle: a quote read once stays fresh, so
 # a second preview is a cache hit, and validUntil lies ahead.
 CYCLE_SECONDS = 2 * STEADY_REPRICE_SECONDS
@@ -46,9 +46,9 @@ def assert_band_is_what_a_buy_accepts(
     low, high = Decimal(band["min"]), Decimal(band["max"])
     answers = [
         (price, post_buy(client, price, 1, symbol=symbol).status_code)
-        for price in (low, high, low - CENT, high + CENT)
+        for price in (low, high, low - STEP, high + STEP)
     ]
-    assert answers == [(low, 201), (high, 201), (low - CENT, 422), (high + CENT, 422)]
+    assert answers == [(low, 201), (high, 201), (low - STEP, 422), (high + STEP, 422)]
     orders = [Decimal(order["price"]) for order in simulator.orders()]
     assert orders == [low, high]  # the refused prices never reached the vendor
 
@@ -68,9 +68,9 @@ def test_the_preview_is_the_item_its_band_and_until_when(
     }
     assert Decimal(first["price"]) == market
     low, high = Decimal(first["band"]["min"]), Decimal(first["band"]["max"])
-    # ±2 % in whole cents, inward
-    assert low == (market * Decimal("0.98")).quantize(CENT, ROUND_CEILING)
-    assert high == (market * Decimal("1.02")).quantize(CENT, ROUND_FLOOR)
+    # ±2 % exactly, in the ledger's six decimals (the plain vendor checks exactly)
+    assert market * Decimal("0.98") <= low <= market * Decimal("0.98") + STEP
+    assert market * Decimal("1.02") - STEP <= high <= market * Decimal("1.02")
     assert moment(first["validUntil"]) == moment(first["lastUpdated"]) + timedelta(
         seconds=CYCLE_SECONDS
     )
@@ -85,7 +85,7 @@ def test_the_preview_is_the_item_its_band_and_until_when(
     assert_band_is_what_a_buy_accepts(client, simulator, "AAPL", first["band"])
 
 
-def test_at_a_quarter_the_band_is_the_price_and_a_float_vendor_agrees(
+def test_at_a_quarter_the_band_leaves_out_the_edges_a_float_vendor_refuses(
     client: FlaskClient, simulator: Simulator
 ) -> None:
     at_price(simulator, "PNNY", Decimal("0.25"))
@@ -93,26 +93,26 @@ def test_at_a_quarter_the_band_is_the_price_and_a_float_vendor_agrees(
 
     band = preview(client, "PNNY")["band"]
 
-    assert band == {"min": "0.25", "max": "0.25"}
+    assert band == {"min": "0.245001", "max": "0.254999"}
     assert_band_is_what_a_buy_accepts(client, simulator, "PNNY", band)
     # The exact 2 % edges, which the float vendor refuses, are refused here
     # first, with no order sent.
     for edge in ("0.245", "0.255"):
         assert not within_band(Decimal(edge), Decimal("0.25"), in_floats=True)
         assert post_buy(client, edge, 1, symbol="PNNY").status_code == 422
-    assert vendor_buys(simulator) == 2  # the two buys at 0.25
+    assert vendor_buys(simulator) == 2  # the two buys at the edges
 
 
 def _float_narrowed_stock(simulator: Simulator) -> tuple[str, Decimal, Decimal]:
-    """Move through repricing cycles until some stock's exact 2 % edge, in
-    cents, is one the float-checking vendor refuses; its symbol, price and
+    """Move through repricing cycles until some stock's exact 2 % edge is one
+    the float-checking vendor refuses; its symbol, price and
     that edge."""
     for _ in range(200):
         for symbol in simulator.symbols():
             market = simulator.price(symbol)
             for edge in (
-                (market * Decimal("0.98")).quantize(CENT, ROUND_CEILING),
-                (market * Decimal("1.02")).quantize(CENT, ROUND_FLOOR),
+                (market * Decimal("0.98")).quantize(STEP, ROUND_CEILING),
+                (market * Decimal("1.02")).quantize(STEP, ROUND_FLOOR),
             ):
                 if within_band(edge, market) and not within_band(edge, market, in_floats=True):
                     return symbol, market, edge
