@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_auth(app, settings)  # before the limits: the per-user limit needs the user
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)
+    api_package.register_response_headers(app)
     api_package.register_blueprints(app)
     jobs.register_commands(app)
     return app

@@ -121,16 +121,30 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 
 class OutcomeNotRecorded(ServiceUnavailable):
-    """A buy reached the vendor but its outcome could not be written to the ledger.
+    """A buy's outcome could not be written to the ledger.
 
-    The attempt stays ``pending`` until it is finalised as ``unknown``;
-    retrying with the same ``Idempotency-Key`` never sends a second order.
+    The outcome is kept and applied once PostgreSQL answers (by a retry with
+    the same ``Idempotency-Key``, which never sends a second order, or by the
+    sweep); until then the attempt stays ``pending``.
     """
 
     code = "outcome_not_recorded"
     default_message = (
         "The order's outcome could not be recorded; retry with the same Idempotency-Key "
         "to learn it (no second order is sent)."
+    )
+
+
+class OrderNotSent(ServiceUnavailable):
+    """A buy attempt ended before any order was sent (the ledger could not
+    count it first, or the worker died first): nothing was bought, the attempt
+    is over, and a new request may be sent (no ``retry_after``: waiting does
+    not change this attempt)."""
+
+    code = "order_not_sent"
+    default_message = (
+        "Nothing was bought: this attempt ended before its order could be placed, and it "
+        "is over. Send a new request to try again."
     )
 
 

@@ -135,7 +135,11 @@ class BufferedBody:
         body = json.dumps(envelope("request_timeout", message)).encode()
         # No "Connection: close" (gunicorn drops the app's): the read side is
         # shut, so gunicorn closes the connection after this answer.
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),  # as the app's answers
+        ]
         start_response("408 Request Timeout", headers)
         return [body]
 
@@ -207,7 +211,8 @@ class ReadDeadlineWorker(ThreadWorker):
         body = json.dumps(error).encode()
         head = (
             f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "X-Content-Type-Options: nosniff\r\n\r\n"
         )
         try:
             client.sendall(head.encode("latin-1") + body)

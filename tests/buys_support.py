@@ -53,16 +53,16 @@ def claim(key: str | None = None, user_id: str = "alice") -> int | None:
     )
 
 
-def pending(user_id: str = "alice", *, age: timedelta) -> int:
-    """A committed pending attempt (as :func:`claim`) created ``age`` ago: what
-    a worker that crashed mid-buy leaves behind."""
+def pending(user_id: str = "alice", *, age: timedelta, orders: int = 0) -> int:
+    """A committed pending attempt (as :func:`claim`) created ``age`` ago that
+    counted ``orders`` orders: what a worker that crashed mid-buy leaves behind."""
     session = db.session()
     transaction_id = claim(user_id=user_id)
     assert transaction_id is not None
     session.execute(
         update(Transaction)
         .where(Transaction.id == transaction_id)
-        .values(created_at=utcnow() - age)
+        .values(created_at=utcnow() - age, attempts=orders)
     )
     session.commit()
     return transaction_id

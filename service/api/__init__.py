@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,10 @@ JSON_ONLY = "The request body must be JSON, sent with Content-Type: application/
 # Liveness/readiness probes, Prometheus scrapes and the API docs answer to
 # anybody however saturated the API is: no rate limits, no authentication.
 OPEN_BLUEPRINTS = frozenset({"health", "api-docs", "api-docs-assets"})
+# Answers that carry a user's data: never stored by a cache.
+USER_DATA_PATH = re.compile(r"/users/|/stocks/[^/]+/buy$")
+# A JSON integer in a body has at most this many digits (quantities have 7).
+MAX_INT_DIGITS = 100
 
 
 class _Parser(FlaskParser):
@@ -52,11 +57,34 @@ class _Parser(FlaskParser):
         if not body:
             return core.missing  # every required field is then named as missing
         try:
-            return json.loads(body.decode("utf-8"), parse_float=Decimal)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(
-                f"The request body is not valid JSON: {exc}.", details={"fields": {}}
-            ) from None
+            return json.loads(
+                body.decode("utf-8"),
+                parse_float=Decimal,
+                parse_int=_json_int,
+                parse_constant=_no_constant,
+            )
+        except (json.JSONDecodeError, UnicodeDecodeError, _NotJson) as exc:
+            message = f"The request body is not valid JSON: {exc}."
+        except RecursionError:
+            message = "The request body is nested too deeply."
+        raise InvalidInput(message, details={"fields": {}})
+
+
+class _NotJson(ValueError):
+    """A JSON body that Python's parser takes but this API refuses."""
+
+
+def _json_int(text: str) -> int:
+    """A JSON integer; one longer than any quantity or price is refused
+    before Python's 4,300-digit conversion limit raises."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _NotJson(f"a number has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 §6)."""
+    raise _NotJson(f"{name} is not a JSON value")
 
 
 class Api(flask_smorest.Api):
@@ -162,11 +190,17 @@ def read_body() -> None:
     request.get_data(cache=True)
 
 
-def no_store(response: Response) -> Response:
-    """An ``after_request`` hook of the blueprints that answer with a user's
-    own data (DESIGN §4): no cache, shared or private, may keep it."""
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def register_response_headers(app: Flask) -> None:
+    """``X-Content-Type-Options: nosniff`` on every answer, and ``Cache-Control:
+    no-store`` on user data (``/users/…`` and buy answers, errors included):
+    no browser guesses a type, no shared cache keeps a user's trades."""
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if USER_DATA_PATH.match(request.path):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def register_blueprints(app: Flask) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api import Blueprint, no_store
+from service.api import Blueprint
 from service.schemas.buys import (
     BuyRequestSchema,
     IdempotencyHeaderSchema,
@@ -15,7 +15,6 @@ from service.schemas.errors import ErrorSchema
 from service.services import buys
 
 blp = Blueprint("buys", __name__, description="Buy stocks at a price checked against the market.")
-blp.after_request(no_store)  # the answer is the user's transaction
 
 
 @blp.post("/stocks/<symbol>/buy")

@@ -41,7 +41,8 @@ def healthz() -> Response:
     200,
     success=True,
     schema=_READINESS,
-    description="Ready; a Redis outage is reported as degraded (the service still serves).",
+    description="Ready; a Redis that is down or refuses writes (full) is reported as "
+    "degraded (the service still serves).",
 )
 @blp.alt_response(503, schema=_READINESS, description="PostgreSQL is unreachable.")
 def readyz() -> tuple[Response, int]:

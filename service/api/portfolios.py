@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from service.api import Blueprint, no_store
+from service.api import Blueprint
 from service.schemas.portfolios import UserPathSchema, UserPortfoliosSchema
 from service.services import portfolios
 from service.services.portfolios import UserPortfolios
 
 blp = Blueprint("portfolios", __name__, description="What users hold, valued at cached prices.")
-blp.after_request(no_store)
 
 
 @blp.get("/users/<userId>/portfolios")

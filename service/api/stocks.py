@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
+
+from flask import Response, current_app
 
 from service.api import Blueprint, after_response
 from service.schemas.buys import SymbolPathSchema
 from service.schemas.errors import ErrorSchema
-from service.schemas.stocks import QuotePreviewSchema, StockListingSchema, StockQuerySchema
+from service.schemas.stocks import (
+    QuotePreviewSchema,
+    StockListingSchema,
+    StockQuerySchema,
+    StockSchema,
+)
 from service.services import quotes, stocks
 from service.services.quotes import QuotePreview
 from service.services.stocks import StockListing
@@ -20,7 +28,7 @@ blp = Blueprint("stocks", __name__, url_prefix="/stocks", description="Stocks an
 @blp.arguments(StockQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, StockListingSchema)
 @blp.alt_response(503, schema=ErrorSchema, description="The vendor failed and nothing is cached.")
-def list_stocks(**query: Any) -> StockListing:
+def list_stocks(**query: Any) -> Response:
     """Stocks with current prices.
 
     Without `search`, the vendor's catalogue page by page; with `search`, the
@@ -28,7 +36,7 @@ def list_stocks(**query: Any) -> StockListing:
     """
     listing = stocks.list_stocks(**query)
     after_response(listing.after_response)
-    return listing
+    return _rendered(listing)
 
 
 @blp.route("/<symbol>", methods=["GET"])
@@ -51,3 +59,36 @@ def preview(path: dict[str, str], **_unvalidated: str) -> QuotePreview:
     when the vendor may reprice the stock.
     """
     return quotes.preview(path["symbol"])
+
+
+_ITEMS = StockSchema(many=True)
+_REST = StockListingSchema(exclude=("items",))
+# Rendered items by the listing's content key: a page's JSON cannot change
+# while the page is served, so a cached listing is dumped once per process,
+# not per request. Content-addressed, so it never serves what the listing
+# does not hold; bounded by emptying it when full.
+RENDERED_MEMO_SIZE = 256  # at most a few MB (100 items of JSON each)
+_rendered_items: dict[Hashable, str] = {}
+
+
+def _dumps(value: Any) -> str:
+    return current_app.json.dumps(value, separators=(",", ":"))
+
+
+def _rendered(listing: StockListing) -> Response:
+    """``listing`` as :class:`StockListingSchema` dumps it (the schema stays the
+    source of the document), its items' JSON rendered once per content key.
+
+    flask-smorest returns a view's ``Response`` as it is.
+    """
+    key = listing.content_key
+    items = _rendered_items.get(key) if key is not None else None
+    if items is None:
+        items = _dumps(_ITEMS.dump(listing.items))
+        if key is not None:
+            if len(_rendered_items) >= RENDERED_MEMO_SIZE:
+                _rendered_items.clear()
+            _rendered_items[key] = items
+    rest = _dumps(_REST.dump(listing))  # {"nextToken":…,"meta":{…}}
+    body = '{"items":' + items + "," + rest[1:] + "\n"
+    return current_app.response_class(body, mimetype="application/json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api import Blueprint, no_store
+from service.api import Blueprint
 from service.schemas.buys import TransactionSchema
 from service.schemas.errors import ErrorSchema
 from service.schemas.portfolios import UserPathSchema
@@ -19,7 +19,6 @@ from service.services.history import TransactionPage
 blp = Blueprint(
     "transactions", __name__, description="A user's buy attempts: the history and one by id."
 )
-blp.after_request(no_store)
 
 
 @blp.get("/users/<userId>/transactions")

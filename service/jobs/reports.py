@@ -16,7 +16,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import InvalidInput, ReportDayNotClosed, ServiceError
-from service.jobs import JobGroup
+from service.jobs import JobGroup, database_problem
 from service.services import reports
 from service.services.reports import ReportOutcome
 
@@ -83,10 +83,7 @@ def problem(exc: ServiceError | SQLAlchemyError) -> str:
     """One line naming what went wrong, for an operator."""
     if isinstance(exc, ServiceError):
         return exc.message
-    # The driver's first line names the server and the cause ("connection
-    # refused", "password authentication failed"); the rest is SQL and hints.
-    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"the database is unavailable ({cause[0] if cause else type(exc).__name__})"
+    return database_problem(exc)
 
 
 def describe(outcome: ReportOutcome) -> str:

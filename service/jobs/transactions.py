@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import InvalidInput, ResolutionConflict, TransactionNotFound
 from service.jobs import JobGroup
-from service.jobs.reports import problem
 from service.models import ResolutionStatus, Transaction, TransactionResolution, TransactionStatus
 from service.money import money_text
 from service.schemas.buys import TransactionSchema
@@ -76,23 +74,20 @@ def list_command(
     Exit status: 0 listed (possibly nothing); 1 the database is unavailable;
     2 bad usage.
     """
-    try:
-        rows = resolutions.list_attempts(
-            statuses=statuses,
-            since=since.replace(tzinfo=UTC) if since else None,
-            user_id=user_id,
-            only_unresolved=unresolved,
-        )
-        if as_json:
-            schema = TransactionSchema()
-            for row in rows:
-                click.echo(json.dumps(schema.dump(row)))
-            return
-        click.echo(HEADER)
+    rows = resolutions.list_attempts(
+        statuses=statuses,
+        since=since.replace(tzinfo=UTC) if since else None,
+        user_id=user_id,
+        only_unresolved=unresolved,
+    )
+    if as_json:
+        schema = TransactionSchema()
         for row in rows:
-            click.echo(_line(row))
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"transactions list failed: {problem(exc)}") from exc
+            click.echo(json.dumps(schema.dump(row)))
+        return
+    click.echo(HEADER)
+    for row in rows:
+        click.echo(_line(row))
 
 
 @cli.command("resolve")
@@ -141,8 +136,6 @@ def resolve_command(
         raise _NotFound(exc.message) from exc
     except ResolutionConflict as exc:
         raise _Conflict(exc.message) from exc
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"transactions resolve failed: {problem(exc)}") from exc
     verb = "resolved" if done.changed else "already resolved; nothing changed:"
     assert done.transaction.resolution is not None
     click.echo(f"transaction {transaction_id} {verb} {_resolution(done.transaction.resolution)}")

@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+
+from redis.lock import Lock
 
 from service import cache
 from service.cache import redis_guard
 from service.config import current_settings
 from service.errors import ServiceUnavailable
-from service.marketdata import HIT, MISS, STALE, clock, store
+from service.marketdata import HIT, MISS, STALE, clock, fresh, store
 from service.marketdata.codec import CachedPage
 from service.metrics import CACHE_REQUESTS
 from service.vendorapi.client import LIST_ATTEMPTS, vendor_client
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FILL_POLL_SECONDS = 0.02
 UNAVAILABLE_RETRY_SECONDS = 5
+_PAGE_HITS = CACHE_REQUESTS.labels("page", HIT)
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,34 @@ def fetch(token: str | None) -> CachedPage:
     page = vendor_client().list_stocks(token)
     fetched_at = clock.now()
     store.remember_page(page, token, fetched_at)
-    return CachedPage(page, fetched_at)
+    cached = CachedPage(page, fetched_at)
+    fresh.pages().keep(token, cached)
+    return cached
 
 
 def load_page(token: str | None, *, from_client: bool = False) -> tuple[CachedPage, str]:
     """The vendor page ``token`` names for the listing, and how it was got
     (:data:`HIT`, :data:`MISS`, :data:`STALE`).
 
-    Fresh from the cache; else fetched under the page's lock (other callers
-    wait for the cache to fill); else, when the vendor fails, the last good copy.
+    Fresh from this process's memo (no Redis command) or the cache; else
+    fetched under the page's lock (other callers wait for the cache to fill);
+    else, when the vendor fails, the last good copy.
 
     :raises VendorRejected: ``from_client`` and the vendor refused the token (400);
     :raises ServiceUnavailable: the vendor failed and no copy is cached (with
         ``retry_after``).
     """
-    return _load(token, _Policy(lambda _cached: True, stale_ok=True, from_client=from_client))
+    memo = fresh.pages()
+    kept = memo.get(token)
+    if kept is not None:
+        _PAGE_HITS.inc()
+        return kept, HIT
+    loaded, result = _load(
+        token, _Policy(lambda _cached: True, stale_ok=True, from_client=from_client)
+    )
+    if result == HIT:
+        memo.keep(token, loaded)  # fresh (a miss was kept by its fetch)
+    return loaded, result
 
 
 def load_for_trading(token: str | None, symbol: str | None = None) -> CachedPage:
@@ -161,11 +177,17 @@ def _fill_seconds() -> float:
     return float(current_settings().vendor_timeout_seconds) * 2 * LIST_ATTEMPTS + 5
 
 
-@contextmanager
-def fill_lock(token: str | None) -> Iterator[bool]:
+def fill_lock(token: str | None) -> AbstractContextManager[bool]:
     """Hold the page's single-flight lock for the block; yields whether this
     caller should fetch: it holds the lock, or Redis cannot arbitrate."""
-    lock = store.page_lock(token, _fill_seconds())
+    return single_flight(store.page_lock(token, _fill_seconds()))
+
+
+@contextmanager
+def single_flight(lock: Lock) -> Iterator[bool]:
+    """Hold ``lock`` (non-blocking, with expiry) for the block if it is free;
+    yields whether this caller should do the work: it holds the lock, or Redis
+    cannot arbitrate (fail open)."""
     held = False
     with redis_guard("cache") as guard:
         held = bool(lock.acquire())

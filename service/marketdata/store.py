@@ -8,7 +8,10 @@ fall back to the vendor.
   single-flight lock (``…:lock``) and pre-cache claim (``…:prefetch``);
 - ``stocks:quote:<symbol>`` a quote (:class:`Quote`);
 - ``stocks:tokens`` the symbol → page-token map (``""``: the first page);
-- ``stocks:catalogue`` the catalogue search matches on (:class:`Catalogue`);
+- ``stocks:catalogue`` the catalogue search matches on (:class:`Catalogue`),
+  with the lock that makes its walk single-flight (``stocks:walk:lock``);
+- ``stocks:unknown:<symbol>`` a symbol a full walk did not find, for one
+  repricing cycle;
 - ``stocks:tokens:refresh:*`` the tokens refresh's lock and its last runs.
 """
 
@@ -32,6 +35,7 @@ from service.vendorapi.client import StockPage
 
 TOKEN_MAP_KEY = "stocks:tokens"
 CATALOGUE_KEY = "stocks:catalogue"
+WALK_LOCK_KEY = "stocks:walk:lock"
 REFRESH_LOCK_KEY = "stocks:tokens:refresh:lock"
 LAST_RUN_KEY = "stocks:tokens:refresh:last_run"
 LAST_SUCCESS_KEY = "stocks:tokens:refresh:last_success"
@@ -42,8 +46,10 @@ FIRST_PAGE = ""  # the token-map value of symbols on the first page (no token)
 QUOTE_RETENTION_SECONDS = 86_400
 PAGE_RETENTION_SECONDS = 86_400
 # Kept three refresh cycles, so a late or failed daily refresh never leaves
-# search (or the unknown-symbol check) without a catalogue.
+# search (or the unknown-symbol check) without a catalogue; the token map too.
 CATALOGUE_RETENTION_SECONDS = 3 * 86_400
+# The tokens refresh's records outlive any alert window that reads them.
+RECORD_RETENTION_SECONDS = 30 * 86_400
 
 
 def quote_key(symbol: str) -> str:
@@ -54,6 +60,10 @@ def page_key(token: str | None) -> str:
     """The cache key of the vendor page ``token`` names (``None``: the first)."""
     digest = hashlib.sha256((token or FIRST_PAGE).encode()).hexdigest()[:32]
     return f"stocks:page:{digest}"
+
+
+def unknown_key(symbol: str) -> str:
+    return f"stocks:unknown:{symbol}"
 
 
 def lock_key(token: str | None) -> str:
@@ -81,6 +91,7 @@ def remember_page(page: StockPage, token: str | None, fetched_at: datetime) -> N
             pipe.hset(
                 TOKEN_MAP_KEY, mapping={item.symbol: token or FIRST_PAGE for item in page.items}
             )
+            pipe.expire(TOKEN_MAP_KEY, CATALOGUE_RETENTION_SECONDS)
         pipe.execute()
 
 
@@ -154,6 +165,32 @@ def store_catalogue(catalogue: Catalogue) -> None:
     cache.set_many_json({CATALOGUE_KEY: catalogue.to_json()}, CATALOGUE_RETENTION_SECONDS)
 
 
+def walk_lock(seconds: float) -> Lock:
+    """The (not yet acquired) lock that makes the catalogue walk single-flight."""
+    return redis_store.client.lock(WALK_LOCK_KEY, timeout=seconds, blocking=False)
+
+
+def walk_running() -> bool | None:
+    """Whether a catalogue walk holds :func:`walk_lock`; ``None`` when Redis failed."""
+    with redis_guard("cache"):
+        return bool(redis_store.client.exists(WALK_LOCK_KEY))
+    return None
+
+
+def remember_unknown(symbol: str, seconds: int) -> None:
+    """Remember for ``seconds`` that the vendor does not list ``symbol``."""
+    with redis_guard("cache"):
+        redis_store.client.set(unknown_key(symbol), "1", ex=seconds)
+
+
+def known_unknown(symbol: str) -> bool:
+    """Whether ``symbol`` is remembered as not listed (:func:`remember_unknown`)."""
+    found = None
+    with redis_guard("cache"):
+        found = redis_store.client.exists(unknown_key(symbol))
+    return bool(found)
+
+
 def replace_map_and_catalogue(tokens: Mapping[str, str], catalogue: Catalogue) -> bool:
     """Replace the whole token map and the catalogue in one Redis transaction;
     ``False`` when Redis failed (nothing changed then)."""
@@ -164,6 +201,7 @@ def replace_map_and_catalogue(tokens: Mapping[str, str], catalogue: Catalogue) -
         pipe = redis_store.client.pipeline(transaction=True)
         pipe.delete(TOKEN_MAP_KEY)
         pipe.hset(TOKEN_MAP_KEY, mapping=mapping)
+        pipe.expire(TOKEN_MAP_KEY, CATALOGUE_RETENTION_SECONDS)
         pipe.set(CATALOGUE_KEY, cache.dumps(catalogue.to_json()), ex=CATALOGUE_RETENTION_SECONDS)
         pipe.execute()
     return not guard.failed
@@ -200,9 +238,9 @@ def record_refresh(record: Mapping[str, Any], ok: bool) -> None:
     encoded = cache.dumps(record)
     with redis_guard("tokens"):
         pipe = redis_store.client.pipeline(transaction=True)
-        pipe.set(LAST_RUN_KEY, encoded)
+        pipe.set(LAST_RUN_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
         if ok:
-            pipe.set(LAST_SUCCESS_KEY, encoded)
+            pipe.set(LAST_SUCCESS_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
         pipe.execute()
 
 

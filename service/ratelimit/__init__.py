@@ -19,9 +19,9 @@ doing anything:
   thread; a process that dies stops renewing and its slots come back within
   :data:`LEASE_SECONDS`.
 
-Cost per request: one Redis round trip for the rate limit (the hit also
-returns the window, so the ``RateLimit-*`` headers need no second one), one to
-take a slot and one to give it back.
+Cost per request: two Redis round trips. One Lua script records the rate hit,
+returns the window (so the ``RateLimit-*`` headers need no second call) and,
+when admitted, takes the concurrency slot; one ``ZREM`` gives the slot back.
 
 Redis failures never break a request: the rate limit fails open and the
 concurrency limit falls back to a per-process count; both are logged and
@@ -43,6 +43,7 @@ from service.api.errors import handle_service_error
 from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
 from service.metrics import RATE_LIMITED
+from service.ratelimit import window
 from service.ratelimit.leases import LEASE_SECONDS, ConcurrencyLimiter, Slot
 from service.ratelimit.window import RateWindow
 
@@ -114,25 +115,38 @@ def register_limits(app: Flask, settings: Settings) -> None:
         per_user = _limiter(redis, _token_user, user_limit)
         per_user.request_filter(lambda: g.get("user_id") is None)
         per_user.init_app(app)
+    concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
     global_limit = ApplicationLimit(settings.rate_limit, scope=settings.rate_limit_scope)
-    shared = _limiter(redis, client_key, global_limit)
+    shared = _limiter(redis, client_key, global_limit, concurrency)
     shared.request_filter(_exempt)
+    # The global hit takes the concurrency slot in its round trip: ask for it first.
+    app.before_request(_want_slot(client_key))
     shared.init_app(app)
     app.register_error_handler(RateLimitExceeded, _rate_limited_handler(user_rate is not None))
     app.after_request(_add_rate_headers)
 
-    _register_concurrency_limit(app, settings.max_concurrent_requests, redis, client_key)
+    _register_concurrency_limit(app, concurrency, client_key)
 
 
-def _limiter(redis: Redis | None, key: Callable[[], str], limit: ApplicationLimit) -> Limiter:
-    """A flask-limiter ``Limiter`` of one moving-window limit on our window storages."""
+def _limiter(
+    redis: Redis | None,
+    key: Callable[[], str],
+    limit: ApplicationLimit,
+    leases: ConcurrencyLimiter | None = None,
+) -> Limiter:
+    """A flask-limiter ``Limiter`` of one moving-window limit on our window
+    storages; with ``leases`` its hits also take the concurrency slots."""
     return Limiter(
         key,
         application_limits=[limit],
         strategy="moving-window",
         storage_uri="trading+redis://" if redis else "trading+memory://",
         storage_options=(
-            {"connection_pool": redis.connection_pool, "key_prefix": RATE_STORAGE_PREFIX}  # type: ignore[dict-item]
+            {
+                "connection_pool": redis.connection_pool,  # type: ignore[dict-item]
+                "key_prefix": RATE_STORAGE_PREFIX,
+                "leases": leases,  # type: ignore[dict-item]
+            }
             if redis
             else {}
         ),
@@ -146,16 +160,30 @@ def _limiter(redis: Redis | None, key: Callable[[], str], limit: ApplicationLimi
     )
 
 
+def _concurrency_key(client_key: Callable[[], str]) -> str:
+    return f"{CONCURRENCY_KEY_PREFIX}:{client_key()}"
+
+
+def _want_slot(client_key: Callable[[], str]) -> Callable[[], None]:
+    def want_slot() -> None:
+        if request.endpoint is not None and not _exempt():
+            window.want_slot(_concurrency_key(client_key))
+
+    return want_slot
+
+
 def _register_concurrency_limit(
-    app: Flask, limit: int, redis: Redis | None, client_key: Callable[[], str]
+    app: Flask, concurrency: ConcurrencyLimiter, client_key: Callable[[], str]
 ) -> None:
-    """At most ``limit`` guarded requests in flight (per bucket of ``client_key``)."""
-    concurrency = ConcurrencyLimiter(limit, redis)
+    """At most ``concurrency.limit`` guarded requests in flight (per bucket of
+    ``client_key``). The slot was taken with the rate hit unless Redis failed
+    or there is none: then it is taken here, on its own."""
 
     def take_slot() -> None:
-        if request.endpoint is None or _exempt():
+        if request.endpoint is None or _exempt() or "concurrency_slot" in g:
             return
-        slot = concurrency.acquire(f"{CONCURRENCY_KEY_PREFIX}:{client_key()}")
+        full = g.pop("concurrency_full", False)
+        slot = None if full else concurrency.acquire(_concurrency_key(client_key))
         if slot is None:
             RATE_LIMITED.labels("concurrency").inc()
             raise TooManyConcurrentRequests(

@@ -19,34 +19,50 @@ from redis import Redis
 from service.cache import redis_guard
 
 COMPONENT = "limiter"
+# Every limiter key lives at least this long after its last write (4 days),
+# longer than any cache key (the longest, the catalogue, 3 days): under the
+# dev Redis's ``volatile-ttl`` eviction, which evicts the keys nearest their
+# expiry first, cache keys go before limiter keys (README, "Redis memory").
+# Entries are judged by their time stamps, never by the key's expiry.
+LIMITER_KEY_SECONDS = 4 * 86_400
 # A slot held by a dead process is free again after at most this long.
 LEASE_SECONDS = 3.0
 
 _HOST = socket.gethostname()
 
-# KEYS[1]: holder ids scored by lease expiry (ms, Redis clock).
-# ARGV: holder, limit, lease (ms). Expired leases are dropped first.
-_SLOT_ACQUIRE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-    return 0
+# Takes a lease for ``holder`` in the sorted set ``key`` (holder ids scored by
+# lease expiry, ms, Redis clock) unless ``limit`` leases are held; 1 taken, 0
+# full. Expired leases are dropped first; the set lives ``lifetime`` ms after
+# its last write. A Lua function, so that the rate limit's script can take the
+# slot in the same round trip as its hit.
+TAKE_SLOT_LUA = """
+local function take_slot(key, holder, limit, lease, lifetime)
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    if redis.call('ZCARD', key) >= limit then
+        return 0
+    end
+    redis.call('ZADD', key, now + lease, holder)
+    redis.call('PEXPIRE', key, lifetime)
+    return 1
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
 """
+# KEYS[1]: the holders' set; ARGV: holder, limit, lease (ms), key lifetime (ms).
+_SLOT_ACQUIRE = TAKE_SLOT_LUA + (
+    "return take_slot(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
+)
 
-# KEYS[i]: the set of holder ARGV[i + 1]; ARGV[1]: lease (ms). Only leases
-# still present are extended (XX): an expired one stays given back.
+# KEYS[i]: the set of holder ARGV[i + 2]; ARGV[1]: lease (ms), ARGV[2]: key
+# lifetime (ms). Only leases still present are extended (XX): an expired one
+# stays given back.
 _SLOT_RENEW = """
 local clock = redis.call('TIME')
 local expires = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
     + tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-    redis.call('ZADD', key, 'XX', expires, ARGV[i + 1])
-    redis.call('PEXPIRE', key, ARGV[1])
+    redis.call('ZADD', key, 'XX', expires, ARGV[i + 2])
+    redis.call('PEXPIRE', key, ARGV[2])
 end
 return 0
 """
@@ -69,7 +85,9 @@ class ConcurrencyLimiter:
     clock. Taking a slot drops expired leases, counts and adds in one Lua
     script; giving it back is one ``ZREM``. While a process holds slots a
     daemon thread renews their leases every third of the lease, so only a
-    process that stopped running loses them.
+    process that stopped running loses them. The rate limit's storage takes
+    the slot in its own round trip (:mod:`service.ratelimit.window`) and
+    hands it here with :meth:`adopt`.
 
     Without ``redis``, or for a call during which Redis fails, slots are
     counted in this process against the same ``limit``.
@@ -93,21 +111,35 @@ class ConcurrencyLimiter:
     def acquire(self, key: str) -> Slot | None:
         """Take a slot of ``key``; ``None`` when all ``limit`` are held."""
         if self._redis is not None:
-            holder = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+            holder = self.new_holder()
             taken = None
             with redis_guard(COMPONENT):
-                taken = self._acquire_script([key], [holder, self.limit, self._lease_ms])
+                taken = self._acquire_script([key], self.take_args(holder))
             if taken is not None:
-                if not taken:
-                    return None
-                self._hold(holder, key)
-                return Slot(key, holder)
+                return self.adopt(key, holder) if taken else None
         with self._lock:
             held = self._local.get(key, 0)
             if held >= self.limit:
                 return None
             self._local[key] = held + 1
         return Slot(key, None)
+
+    @staticmethod
+    def new_holder() -> str:
+        """A holder id for a slot about to be taken in Redis."""
+        return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+
+    def take_args(self, holder: str) -> list[str | int]:
+        """The arguments of :data:`TAKE_SLOT_LUA`'s ``take_slot`` after the key:
+        ``holder``, the limit, the lease and the key's lifetime (ms)."""
+        return [holder, self.limit, self._lease_ms, LIMITER_KEY_SECONDS * 1000]
+
+    def adopt(self, key: str, holder: str) -> Slot:
+        """The slot ``holder`` has just taken in Redis (by :meth:`acquire`, or
+        by another script running :data:`TAKE_SLOT_LUA`): renewed from now on,
+        to be given back with :meth:`release`."""
+        self._hold(holder, key)
+        return Slot(key, holder)
 
     def release(self, slot: Slot) -> None:
         """Give ``slot`` back. If Redis fails it is freed when its lease ends."""
@@ -130,7 +162,8 @@ class ConcurrencyLimiter:
             return
         with redis_guard(COMPONENT):
             self._renew_script(
-                [key for _, key in held], [self._lease_ms, *(holder for holder, _ in held)]
+                [key for _, key in held],
+                [self._lease_ms, LIMITER_KEY_SECONDS * 1000, *(holder for holder, _ in held)],
             )
 
     def _hold(self, holder: str, key: str) -> None:

@@ -2,7 +2,8 @@
 storage layer, extended through its documented ``STORAGE_SCHEME`` registry).
 
 One Redis round trip per request: the hit also returns the window, so the
-``RateLimit-*`` headers need no second call. Redis errors fail open.
+``RateLimit-*`` headers need no second call, and takes the request's
+concurrency slot. Redis errors fail open.
 """
 
 from __future__ import annotations
@@ -10,51 +11,77 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from flask import g, has_app_context
 from limits.storage import MemoryStorage, RedisStorage
 
 from service.cache import redis_guard
+from service.ratelimit.leases import LIMITER_KEY_SECONDS, TAKE_SLOT_LUA, ConcurrencyLimiter
 
 COMPONENT = "limiter"
+_SLOT_WANTED = "concurrency_slot_wanted"
 
 # limits' moving-window hit (same list layout: admission times, newest first),
 # which also returns the window it leaves behind. Time is Redis's clock, so
 # pods with skewed clocks still share one window.
-# ARGV: limit, expiry (seconds), cost. Returns {admitted 0|1, entries in the
-# window, oldest entry in the window (epoch seconds, as a string)}.
-_RATE_HIT = """
-local limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local start = now - expiry
-local admitted = 0
-if cost <= limit then
-    local boundary = redis.call('LINDEX', KEYS[1], limit - cost)
-    if not boundary or tonumber(boundary) < start then
-        local stamp = string.format('%.6f', now)
-        for _ = 1, cost do
-            redis.call('LPUSH', KEYS[1], stamp)
+# Returns {admitted 0|1, entries in the window, oldest entry in the window
+# (epoch seconds, as a string)}. The list lives ``lifetime`` seconds after its
+# last write (at least the window).
+_RATE_HIT_LUA = """
+local function rate_hit(key, limit, expiry, cost, lifetime)
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+    local start = now - expiry
+    local admitted = 0
+    if cost <= limit then
+        local boundary = redis.call('LINDEX', key, limit - cost)
+        if not boundary or tonumber(boundary) < start then
+            local stamp = string.format('%.6f', now)
+            for _ = 1, cost do
+                redis.call('LPUSH', key, stamp)
+            end
+            redis.call('LTRIM', key, 0, limit - 1)
+            redis.call('EXPIRE', key, math.max(expiry, lifetime))
+            admitted = 1
         end
-        redis.call('LTRIM', KEYS[1], 0, limit - 1)
-        redis.call('EXPIRE', KEYS[1], expiry)
-        admitted = 1
     end
-end
-local low, high, last = 0, redis.call('LLEN', KEYS[1]) - 1, -1
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    if tonumber(redis.call('LINDEX', KEYS[1], mid)) >= start then
-        last, low = mid, mid + 1
-    else
-        high = mid - 1
+    local low, high, last = 0, redis.call('LLEN', key) - 1, -1
+    while low <= high do
+        local mid = math.floor((low + high) / 2)
+        if tonumber(redis.call('LINDEX', key, mid)) >= start then
+            last, low = mid, mid + 1
+        else
+            high = mid - 1
+        end
     end
+    if last < 0 then
+        return {admitted, 0, string.format('%.6f', now)}
+    end
+    return {admitted, last + 1, redis.call('LINDEX', key, last)}
 end
-if last < 0 then
-    return {admitted, 0, string.format('%.6f', now)}
-end
-return {admitted, last + 1, redis.call('LINDEX', KEYS[1], last)}
 """
+# KEYS[1]: the rate window; KEYS[2], when given: the concurrency limit's
+# holders, where an admitted hit also takes a slot (one round trip for both).
+# ARGV: limit, expiry (seconds), cost, key lifetime (seconds), then with
+# KEYS[2] take_slot's holder, limit, lease and key lifetime (ms). Returns
+# rate_hit's three values, then with KEYS[2] the slot: 1 taken, 0 all held,
+# -1 not tried (the hit was refused).
+_RATE_HIT = (
+    _RATE_HIT_LUA
+    + TAKE_SLOT_LUA
+    + """
+local window = rate_hit(
+    KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if KEYS[2] then
+    window[4] = -1
+    if window[1] == 1 then
+        window[4] = take_slot(KEYS[2], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
+    end
+end
+return window
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +118,19 @@ def _report_window(limit: int, entries: int, oldest: float, expiry: int) -> None
 
 class SharedWindowStorage(RedisStorage):
     """limits' Redis storage (``trading+redis://``) whose moving-window hit
-    reports the window in the same round trip and fails open on Redis errors."""
+    reports the window in the same round trip and fails open on Redis errors.
+
+    With ``leases`` (the concurrency limit, passed through flask-limiter's
+    ``storage_options``), a hit made for a request that wants a slot
+    (:func:`want_slot`) takes it in the same script: the request's
+    ``g.concurrency_slot`` is then the slot, or ``g.concurrency_full`` is set.
+    """
 
     STORAGE_SCHEME = ["trading+redis"]  # noqa: RUF012 (limits' registry reads the list)
+
+    def __init__(self, uri: str, leases: ConcurrencyLimiter | None = None, **options: Any) -> None:
+        self.leases = leases
+        super().__init__(uri, **options)
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
@@ -101,12 +138,30 @@ class SharedWindowStorage(RedisStorage):
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit (``True``) or refuse one hit; ``True`` when Redis fails."""
+        keys: list[str] = [self.prefixed_key(key)]
+        args: list[str | int] = [limit, expiry, amount, LIMITER_KEY_SECONDS]
+        leases = self.leases if has_app_context() else None
+        slot_key: str | None = g.pop(_SLOT_WANTED, None) if leases else None
+        holder = ConcurrencyLimiter.new_holder()
+        if leases and slot_key:
+            keys.append(slot_key)
+            args += leases.take_args(holder)
         with redis_guard(COMPONENT) as guard:
-            admitted, entries, oldest = self._hit([self.prefixed_key(key)], [limit, expiry, amount])
+            admitted, entries, oldest, *slot = self._hit(keys, args)
         if guard.failed:
-            return True
+            return True  # the slot is then taken on its own (fail open)
         _report_window(limit, int(entries), float(oldest), expiry)
+        if leases and slot_key and slot == [1]:
+            g.concurrency_slot = leases.adopt(slot_key, holder)
+        elif slot == [0]:
+            g.concurrency_full = True
         return bool(admitted)
+
+
+def want_slot(key: str) -> None:
+    """Ask the rate limit's hit for this request to take a concurrency slot of
+    ``key`` in the same round trip (a no-op for storages without ``leases``)."""
+    g.setdefault(_SLOT_WANTED, key)
 
 
 class LocalWindowStorage(MemoryStorage):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
 
 from service.models import Holding, Portfolio
@@ -15,14 +16,26 @@ from service.repositories import upsert
 def ensure_portfolio(session: Session, user_id: str, name: str = DEFAULT_PORTFOLIO) -> int:
     """The id of the user's portfolio ``name``, created when it does not exist yet
     (concurrent first buys create it once)."""
-    session.execute(
-        upsert(session, Portfolio.__table__)
-        .values(user_id=user_id, name=name)
-        .on_conflict_do_nothing(index_elements=["user_id", "name"])
-    )
+    # One statement for every buy after the user's first; the insert only when
+    # the portfolio is missing. An insert that returns nothing lost a race to
+    # another transaction, whose row the next statement (a new snapshot) sees.
+    found = _portfolio_id(session, user_id, name).scalar_one_or_none()
+    if found is None:
+        found = session.execute(
+            upsert(session, Portfolio.__table__)
+            .values(user_id=user_id, name=name)
+            .on_conflict_do_nothing(index_elements=["user_id", "name"])
+            .returning(Portfolio.id)
+        ).scalar_one_or_none()
+    if found is None:
+        found = _portfolio_id(session, user_id, name).scalar_one()
+    return found
+
+
+def _portfolio_id(session: Session, user_id: str, name: str) -> Result[Any]:
     return session.execute(
         select(Portfolio.id).where(Portfolio.user_id == user_id, Portfolio.name == name)
-    ).scalar_one()
+    )
 
 
 def add_to_holding(

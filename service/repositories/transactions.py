@@ -1,14 +1,16 @@
-"""The ledger of buy attempts (``transactions``): claim, look up, finalise once."""
+"""The ledger of buy attempts (``transactions``): claim, count orders, look up, finalise once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, select, tuple_, update
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.models import Transaction, TransactionStatus
 from service.repositories import upsert
@@ -40,6 +42,26 @@ def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> 
             Transaction.user_id == user_id, Transaction.idempotency_key == idempotency_key
         )
     ).scalar_one()
+
+
+def count_order(session: Session, transaction_id: int, market_price: Decimal) -> bool:
+    """Count one more order of the ``pending`` attempt ``transaction_id`` (and
+    note the ``market_price`` it was checked against) before it is sent.
+
+    :returns: ``False`` when the attempt is no longer pending (it was
+        finalised meanwhile): then no order may be sent.
+    """
+    statement = (
+        update(Transaction)
+        .where(
+            Transaction.id == transaction_id,
+            Transaction.status == TransactionStatus.PENDING.value,
+        )
+        .values(attempts=Transaction.attempts + 1, market_price=market_price)
+        .returning(Transaction.id)
+    )
+    options = {"synchronize_session": False}
+    return session.execute(statement, execution_options=options).scalar_one_or_none() is not None
 
 
 @dataclass(frozen=True)
@@ -109,10 +131,12 @@ def finalise(
 
 
 def finalise_pending_before(
-    session: Session, cutoff: datetime, values: Mapping[str, Any]
+    session: Session, cutoff: datetime, values: Mapping[str, Any], *, orders_sent: bool
 ) -> list[Transaction]:
-    """Finalise every attempt still ``pending`` that was created before ``cutoff``."""
-    return _finalise_pending(session, Transaction.created_at < cutoff, values)
+    """Finalise every attempt still ``pending`` that was created before
+    ``cutoff`` and counted an order (``orders_sent``) or none (not ``orders_sent``)."""
+    counted = Transaction.attempts > 0 if orders_sent else Transaction.attempts == 0
+    return _finalise_pending(session, and_(Transaction.created_at < cutoff, counted), values)
 
 
 def _finalise_pending(
@@ -120,13 +144,19 @@ def _finalise_pending(
 ) -> list[Transaction]:
     # "AND status = 'pending'" makes the move happen once: of two concurrent
     # updates, the second re-checks the row after the first commits and skips it.
+    # A pending row has no resolution (only an ``unknown`` row, already final,
+    # can be resolved): it is set to none here instead of a SELECT finding none.
     statement = (
         update(Transaction)
         .where(condition, Transaction.status == TransactionStatus.PENDING.value)
         .values(**values)
         .returning(Transaction)
+        .options(lazyload(Transaction.resolution))
     )
     # populate_existing: a row the session already holds (read while pending)
     # takes the values just written, not its stale ones.
     options = {"synchronize_session": False, "populate_existing": True}
-    return list(session.scalars(statement, execution_options=options).all())
+    rows = list(session.scalars(statement, execution_options=options).all())
+    for row in rows:
+        set_committed_value(row, "resolution", None)
+    return rows

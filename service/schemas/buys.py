@@ -10,9 +10,11 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from service.auth import bind_user
 from service.models import ResolutionStatus, TransactionStatus
-from service.schemas.fields import FullMatch, Money, UserId
+from service.schemas.fields import FullMatch, Money, StrictDecimal, UserId
 
-SYMBOL_PATTERN = r"^[A-Z0-9.-]{1,10}$"
+# A letter, then letters and digits, with single '.' or '-' between them
+# (AAPL, BRK.B, BF-B): never ".", ".." or "-", which would name other URLs.
+SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Z][A-Z0-9]*(?:[.-][A-Z0-9]+)*$"
 PRICE_PLACES = 6
 MAX_QUANTITY = 1_000_000
 # price × MAX_QUANTITY must fit the ledger's NUMERIC(20, 6), i.e. stay below 10^14.
@@ -23,7 +25,11 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 class SymbolPathSchema(Schema):
     symbol = fields.String(
         required=True,
-        validate=FullMatch(SYMBOL_PATTERN, error="Must be 1–10 of A-Z 0-9 . -."),
+        validate=FullMatch(
+            SYMBOL_PATTERN,
+            error="Must be a stock symbol: 1–10 of A-Z 0-9, starting with a letter, "
+            "with '.' or '-' only between letters or digits (BRK.B).",
+        ),
         metadata={"description": "The stock symbol; case does not matter.", "example": "AAPL"},
     )
 
@@ -59,7 +65,7 @@ class BuyRequestSchema(Schema):
             "may be omitted (the token's user buys) and must otherwise be the token's user (403)."
         },
     )
-    price = fields.Decimal(
+    price = StrictDecimal(
         required=True,
         validate=[
             validate.Range(min=0, min_inclusive=False, max=MAX_PRICE, max_inclusive=False),
@@ -120,7 +126,10 @@ class TransactionSchema(Schema):
         metadata={"description": "Why it did not succeed (machine-readable); null if it did."}
     )
     attempts = fields.Integer(
-        metadata={"description": "How many times the order was sent to the vendor."}
+        metadata={
+            "description": "How many times the order was sent to the vendor; each is "
+            "counted before it is sent, so 0 means no order can exist."
+        }
     )
     idempotency_key = fields.String(data_key="idempotencyKey")
     resolution = fields.Nested(

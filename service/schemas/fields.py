@@ -1,7 +1,9 @@
-"""Fields shared by several features' schemas: money out, user ids in."""
+"""Fields shared by several features' schemas: money out, user ids and decimals in."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
@@ -9,6 +11,12 @@ from marshmallow import ValidationError, fields, validate
 from service.money import money_text
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# A decimal written as a string: ASCII digits, an optional point and decimals.
+# Python's Decimal() would also take " 218.27 ", "1_0", "١٢" and "1e999999999".
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Digits a decimal may have on each side of the point: far beyond any price, and
+# far below what makes Decimal arithmetic overflow (1e999999999) or crawl.
+MAX_DECIMAL_DIGITS = 30
 
 
 class Money(fields.String):
@@ -46,3 +54,27 @@ class UserId(fields.String):
             metadata=metadata,
             **kwargs,
         )
+
+
+class StrictDecimal(fields.Decimal):
+    """An exact decimal, given as a JSON number or as a plain decimal string
+    (``"218.27"``): no spaces, exponent, ``_``, non-ASCII digits, NaN or
+    Infinity, and at most :data:`MAX_DECIMAL_DIGITS` digits on each side of
+    the point, so that no later arithmetic can overflow."""
+
+    default_error_messages = {  # noqa: RUF012 (marshmallow's documented class setting)
+        **fields.Decimal.default_error_messages,
+        "format": "Must be a decimal number such as 218.27: ASCII digits and an optional "
+        "'.', without spaces, '_' or an exponent.",
+        "range": f"Must have at most {MAX_DECIMAL_DIGITS} digits before and after the '.'.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, str) and PLAIN_DECIMAL.fullmatch(value) is None:
+            raise self.make_error("format")
+        number: Decimal = self._validated(value)  # marshmallow's own Decimal checks
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite: NaN and Infinity were refused
+        if number.adjusted() >= MAX_DECIMAL_DIGITS or exponent < -MAX_DECIMAL_DIGITS:
+            raise self.make_error("range")
+        return number

@@ -8,19 +8,25 @@ A buy runs in three steps, and only the middle one talks to the vendor:
    constraint lets exactly one of concurrent requests claim it; the others get
    the first answer replayed, or 409 (still running) / 422 (other body).
 2. *trade* — market price, tolerance check, order; no database transaction is
-   open meanwhile. An order is sent again only when the vendor cannot have
-   executed it (a 5xx, or a request that never left); one whose answer was
-   lost ends ``unknown`` and is never resent.
-3. *finish* — one database transaction moves the row from ``pending`` to its
-   final status (``UPDATE … WHERE status = 'pending'``: exactly once), adds it
-   to the day's summary and, on success, to the holding; then the portfolio
-   cache is invalidated.
+   open meanwhile, except that each order is counted in the ledger
+   (``attempts``, committed) before it is sent: if that write fails, nothing
+   is sent. An order is sent again only when the vendor cannot have executed
+   it (a 5xx, or a request that never left); one whose answer was lost ends
+   ``unknown`` and is never resent.
+3. *finish* — :func:`service.services.outcomes.settle` moves the row from
+   ``pending`` to its final status in one database transaction, with the
+   day's summary and, on success, the holding. If PostgreSQL is away just
+   then, the outcome is kept (Redis) and applied when it answers again: by
+   this request while it can wait, by a retry with the same key, or by the
+   sweep.
 
 The HTTP answer is derived from the final row by :func:`result_of`, which also
-answers replays, so a replay is identical to the first answer by construction.
+answers replays, so a replay answers as the first request did (except that a
+replayed circuit-open failure no longer asks the client to wait and retry).
 The vendor order itself (retries, deadline, attempts) is
 :mod:`service.services.orders`. A worker killed between steps 1 and 3 leaves a
-``pending`` row behind; :mod:`service.services.sweep` ends such rows as ``unknown``.
+``pending`` row behind; :mod:`service.services.sweep` ends such rows as
+``failed`` when no order was counted, else ``unknown``.
 """
 
 from __future__ import annotations
@@ -32,27 +38,32 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import current_settings
 from service.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
+    OrderNotSent,
     OutcomeNotRecorded,
     PriceOutOfTolerance,
     ServiceError,
 )
 from service.extensions import db
-from service.logging import log_unsuccessful_buy
-from service.metrics import BUYS, PRICE_CHECK_REJECTIONS
+from service.metrics import PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
 from service.money import money_text, price_band
-from service.repositories import portfolios as portfolios_repository
-from service.repositories import summaries, transactions
-from service.services import portfolios, sweep
-from service.services.orders import ABANDONED_AFTER, Order, Outcome, failure, order_deadline
+from service.repositories import transactions
+from service.services import outcomes, portfolios, sweep
+from service.services.orders import (
+    ABANDONED_AFTER,
+    Order,
+    OrderNotCounted,
+    Outcome,
+    failure,
+    order_deadline,
+)
 from service.services.stocks import market_price
 from service.vendorapi.client import vendor_client
 from service.vendorapi.errors import (
@@ -69,11 +80,13 @@ log = logging.getLogger(__name__)
 PRICE_OUT_OF_TOLERANCE = "price_out_of_tolerance"
 INTERNAL_ERROR = "internal_error"  # an unexpected error while trading
 VENDOR_ORDER_MISMATCH = "vendor_order_mismatch"  # executed, but not the order sent
+# The ledger could not count the order before it was sent, so none was.
+LEDGER_UNAVAILABLE = "ledger_unavailable"
 _RETRY_PENDING_SECONDS = 1
-# Writing the outcome is idempotent (it only moves a pending row), so a
-# dropped database connection is retried before the outcome is given up.
-_RECORD_ATTEMPTS = 3
-_RECORD_WAIT_SECONDS = 0.2
+_CIRCUIT_OPEN_REPLAYED = (
+    "This attempt failed while the vendor's circuit was open; it is over. "
+    "Send a new request to try again."
+)
 # Vendor 4xx answers that blame the service's own credentials, not the buyer's request.
 _CREDENTIAL_STATUSES = (401, 403)
 
@@ -113,21 +126,19 @@ def buy(
     )
     if transaction_id is None:
         assert idempotency_key is not None  # only a repeated key stops a claim
-        return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint))
+        return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint), replayed=True)
     session.commit()
-    deadline = order_deadline()
     try:
-        outcome = _trade(symbol, price, quantity, deadline)
+        outcome = _trade(transaction_id, symbol, price, quantity)
     except Exception:
         # The order may have been sent: record that we cannot tell.
         log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
         outcome = Outcome(TransactionStatus.UNKNOWN, INTERNAL_ERROR)
     try:
-        finished = _record(transaction_id, outcome)
+        finished = outcomes.settle(transaction_id, outcome)
     except SQLAlchemyError as exc:
-        # The vendor may have executed the order: keep what happened in the
-        # log for reconciliation; the row stays pending until it is swept.
-        db.session.rollback()
+        # Kept for the sweep (or a retry with the key) to apply once the
+        # ledger answers; the row stays pending until then.
         log.exception(
             "buy outcome not recorded",
             extra={"transaction_id": transaction_id, "outcome": repr(outcome)},
@@ -140,32 +151,24 @@ def buy(
     return result_of(finished)
 
 
-def _record(transaction_id: int, outcome: Outcome) -> Transaction:
-    """:func:`_finish`, again after a dropped database connection."""
-    retrying = Retrying(
-        retry=retry_if_exception_type((OperationalError, InterfaceError)),
-        stop=stop_after_attempt(_RECORD_ATTEMPTS),
-        wait=wait_fixed(_RECORD_WAIT_SECONDS),
-        before_sleep=lambda _state: db.session.rollback(),
-        reraise=True,
-    )
-    return retrying(_finish, transaction_id, outcome)
-
-
-def result_of(transaction: Transaction) -> Transaction:
-    """The answer to the buy recorded as ``transaction`` (a final row).
+def result_of(transaction: Transaction, *, replayed: bool = False) -> Transaction:
+    """The answer to the buy recorded as ``transaction`` (a final row);
+    ``replayed``: to a later request with its ``Idempotency-Key``.
 
     :returns: ``transaction`` when it succeeded;
     :raises PriceOutOfTolerance: ``rejected`` (422, market price and band in details);
     :raises UnknownSymbol: ``failed``, the vendor does not list the symbol (404);
     :raises VendorRejected: ``failed``, the vendor refused the order (its 4xx and message);
     :raises VendorUnavailable: ``failed``, the vendor failed even after retries (502);
-    :raises CircuitOpen: ``failed``, the circuit was open (503 with ``Retry-After``);
+    :raises CircuitOpen: ``failed``, the circuit was open (503; with ``Retry-After``
+        when it happened now, without it when replayed: that attempt is over);
+    :raises OrderNotSent: ``failed`` before any order could be sent (the
+        ledger could not count it, or the worker died first) (503);
     :raises OrderOutcomeUnknown: ``unknown``, the order may have been executed (502).
     """
     if transaction.status == TransactionStatus.SUCCEEDED:
         return transaction
-    raise _error_of(transaction)
+    raise _error_of(transaction, replayed)
 
 
 def request_fingerprint(user_id: str, symbol: str, price: Decimal, quantity: int) -> str:
@@ -191,6 +194,9 @@ def _earlier_attempt(user_id: str, idempotency_key: str, fingerprint: str) -> Tr
     earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused(details=_attempt_details(earlier))
+    if earlier.status == TransactionStatus.PENDING and outcomes.apply_kept(earlier.id):
+        # The vendor answered while the ledger was away: answer with that now.
+        earlier = transactions.by_idempotency_key(db.session(), user_id, idempotency_key)
     if earlier.status == TransactionStatus.PENDING and earlier.created_at < (
         utcnow() - ABANDONED_AFTER
     ):
@@ -214,8 +220,10 @@ def _attempt_details(transaction: Transaction) -> dict[str, Any]:
     }
 
 
-def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> Outcome:
-    """Check the price against the market and place the order (no database use)."""
+def _trade(transaction_id: int, symbol: str, price: Decimal, quantity: int) -> Outcome:
+    """Check the price against the market and place the order; the database is
+    only used, and committed at once, to count each order before it is sent."""
+    deadline = order_deadline()
     try:
         quote = market_price(symbol)
     except VendorError as exc:
@@ -224,9 +232,18 @@ def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> Outco
     if not low <= price <= high:
         PRICE_CHECK_REJECTIONS.inc()
         return Outcome(TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price)
-    order = Order(symbol, price, quantity, deadline)
+    order = Order(
+        symbol, price, quantity, deadline, count=lambda: _count_order(transaction_id, quote.price)
+    )
     try:
         placed = order.place()
+    except OrderNotCounted:
+        return Outcome(
+            TransactionStatus.FAILED,
+            LEDGER_UNAVAILABLE,
+            market_price=quote.price,
+            attempts=order.attempts,
+        )
     except VendorError as exc:
         failed = failure(exc, order_sent=True)
         return replace(failed, market_price=quote.price, attempts=order.attempts)
@@ -250,35 +267,27 @@ def _trade(symbol: str, price: Decimal, quantity: int, deadline: float) -> Outco
     )
 
 
-def _finish(transaction_id: int, outcome: Outcome) -> Transaction:
-    """Write the outcome (ledger row, summary, holding) in one database transaction."""
+def _count_order(transaction_id: int, market_price: Decimal) -> None:
+    """Count the next order in the ledger, committed (no count, no order).
+
+    :raises OrderNotCounted: the write failed, or the attempt is no longer pending.
+    """
     session = db.session()
-    row = transactions.finalise(session, transaction_id, outcome.ledger_values(utcnow()))
-    if row is None:
-        # finalise_abandoned got there first; its status stands and is reported.
+    try:
+        counted = transactions.count_order(session, transaction_id, market_price)
+        session.commit()
+    except SQLAlchemyError as exc:
         session.rollback()
-        log.error(
-            "buy finished after its attempt had been finalised as abandoned",
-            extra={"transaction_id": transaction_id, "outcome": repr(outcome)},
+        log.warning(
+            "order not counted, not sent",
+            extra={"transaction_id": transaction_id, "error": type(exc).__name__},
         )
-        return session.get_one(Transaction, transaction_id)
-    if outcome.order is not None:
-        portfolio_id = portfolios_repository.ensure_portfolio(session, row.user_id)
-        portfolios_repository.add_to_holding(
-            session, portfolio_id, row.symbol, row.quantity, outcome.order.total
-        )
-    summaries.add_final(session, row)
-    session.expunge(row)  # keeps the values just written readable after commit, unrefreshed
-    session.commit()
-    BUYS.labels(row.status, row.reason or "").inc()
-    if row.status != TransactionStatus.SUCCEEDED:
-        log_unsuccessful_buy(row.id, row.status, row.reason, row.attempts)
-    if outcome.order is not None:
-        portfolios.invalidate(row.user_id)
-    return row
+        raise OrderNotCounted() from exc
+    if not counted:
+        raise OrderNotCounted()
 
 
-def _error_of(transaction: Transaction) -> ServiceError:
+def _error_of(transaction: Transaction, replayed: bool) -> ServiceError:
     details = _attempt_details(transaction)
     if transaction.status == TransactionStatus.REJECTED:
         return _out_of_tolerance(transaction, details)
@@ -288,6 +297,10 @@ def _error_of(transaction: Transaction) -> ServiceError:
         return UnknownSymbol(
             f"No stock {transaction.symbol} is listed by the market vendor.", details=details
         )
+    if transaction.reason in (LEDGER_UNAVAILABLE, sweep.NO_ORDER_SENT):
+        return OrderNotSent(details=details)
+    if transaction.reason == CircuitOpen.code and replayed:
+        return CircuitOpen(_CIRCUIT_OPEN_REPLAYED, details=details)
     if transaction.reason == CircuitOpen.code:
         return CircuitOpen(details=details, retry_after=vendor_client().circuit_retry_after())
     details.update(vendorStatus=transaction.vendor_status, vendorMessage=transaction.vendor_message)

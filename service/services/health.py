@@ -15,13 +15,17 @@ from service.vendorapi.client import vendor_client
 
 log = logging.getLogger(__name__)
 
+# The key each readiness check writes (a few bytes, gone a minute later).
+WRITE_PROBE_KEY = "health:write-probe"
+WRITE_PROBE_SECONDS = 60
+
 
 def readiness() -> dict[str, Any]:
     """Check PostgreSQL and Redis and read the vendor circuit.
 
     ``status`` is ``unavailable`` when the database is down (the service can
-    record nothing), ``degraded`` when only Redis is down (it still serves,
-    slower and without shared limits), else ``ready``.
+    record nothing), ``degraded`` when only Redis is down or refuses writes
+    (full: it still serves, slower and without shared limits), else ``ready``.
     """
     checks: dict[str, dict[str, Any]] = {
         "database": _check_database(),
@@ -30,7 +34,7 @@ def readiness() -> dict[str, Any]:
     }
     if checks["database"]["status"] != "up":
         status = "unavailable"
-    elif checks["redis"]["status"] == "down":
+    elif checks["redis"]["status"] in ("down", "refusing_writes"):
         status = "degraded"
     else:
         status = "ready"
@@ -49,8 +53,14 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_redis() -> dict[str, Any]:
+    """Redis answers, and takes a write: a Redis at its memory limit answers
+    PING but refuses writes, and then the limits fail open."""
     with redis_guard("health") as guard:
         redis_store.client.ping()
     if guard.error is not None:
         return {"status": "down", "error": type(guard.error).__name__}
+    with redis_guard("health") as guard:
+        redis_store.client.set(WRITE_PROBE_KEY, "1", ex=WRITE_PROBE_SECONDS)
+    if guard.error is not None:
+        return {"status": "refusing_writes", "error": type(guard.error).__name__}
     return {"status": "up" if current_settings().redis_url else "embedded"}

@@ -1,5 +1,6 @@
 """The vendor order protocol of a buy: one order, sent again only while the
-vendor cannot have executed it, never after its deadline, every send counted.
+vendor cannot have executed it, never after its deadline, every send counted
+in the ledger before it leaves (no count, no order).
 
 An attempt's end is an :class:`Outcome`, the values its ledger row gets;
 :func:`failure` classifies a vendor error into one (``failed`` when nothing
@@ -9,6 +10,7 @@ can have been bought, ``unknown`` when the order may have been executed).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -52,11 +54,14 @@ class Outcome:
     order: VendorOrder | None = None
     vendor_status: int | None = None
     vendor_message: str | None = None
-    attempts: int = 0
+    # Orders that got past the circuit breaker; None: as counted in the ledger
+    # before each send (when the outcome does not know, e.g. a crashed worker).
+    attempts: int | None = None
 
     def ledger_values(self, now: datetime) -> dict[str, Any]:
-        """The ledger row's columns for this outcome, completed at ``now``."""
-        return {
+        """The ledger row's columns for this outcome, completed at ``now``; the
+        row's own market price and count of orders stand where this says none."""
+        values = {
             "status": self.status.value,
             "reason": self.reason,
             "market_price": self.market_price,
@@ -67,22 +72,84 @@ class Outcome:
             "attempts": self.attempts,
             "completed_at": now,
         }
+        return {
+            name: value
+            for name, value in values.items()
+            if value is not None or name not in ("market_price", "attempts")
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The outcome as JSON values (money as decimal strings), to keep it
+        outside the ledger; :meth:`from_json` reads it back."""
+        order = self.order
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "market_price": _text(self.market_price),
+            "order": None
+            if order is None
+            else [order.symbol, order.quantity, str(order.price), str(order.total)],
+            "vendor_status": self.vendor_status,
+            "vendor_message": self.vendor_message,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        """The outcome :meth:`as_json` wrote."""
+        order = data["order"]
+        return cls(
+            TransactionStatus(data["status"]),
+            data["reason"],
+            market_price=None if data["market_price"] is None else Decimal(data["market_price"]),
+            order=None
+            if order is None
+            else VendorOrder(order[0], order[1], Decimal(order[2]), Decimal(order[3])),
+            vendor_status=data["vendor_status"],
+            vendor_message=data["vendor_message"],
+            attempts=data["attempts"],
+        )
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+class OrderNotCounted(Exception):
+    """The ledger could not count the next order (or the attempt was finalised
+    meanwhile), so it was not sent."""
 
 
 class Order:
-    """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe."""
+    """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe.
 
-    def __init__(self, symbol: str, price: Decimal, quantity: int, deadline: float) -> None:
+    ``count`` is called before every send: it counts the order in the ledger
+    (committed), so that a worker killed mid-order leaves a row that says an
+    order may exist; it raises :class:`OrderNotCounted` to stop the send.
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        price: Decimal,
+        quantity: int,
+        deadline: float,
+        count: Callable[[], None],
+    ) -> None:
         self.symbol = symbol
         self.price = price
         self.quantity = quantity
         self.deadline = deadline  # time.monotonic() after which nothing is sent
+        self.count = count
         self.attempts = 0  # calls that got past the circuit breaker
+        self.last_error: VendorError | None = None  # of the latest call, if it failed
 
     def place(self) -> VendorOrder:
         """The executed order.
 
-        :raises VendorError: the last attempt's error.
+        :raises VendorError: the last attempt's error;
+        :raises OrderNotCounted: the next order could not be counted, so it was
+            not sent (``last_error`` holds the previous one's error, if any).
         """
         delays = current_settings().vendor_retry_delays
 
@@ -103,11 +170,13 @@ class Order:
     def _attempt(self) -> VendorOrder:
         if time.monotonic() > self.deadline:
             raise OrderDeadlinePassed()
+        self.count()
         outcome = "ok"
         try:
             return vendor_client().place_order(self.symbol, self.price, self.quantity)
         except VendorError as exc:
             outcome = exc.code
+            self.last_error = exc
             raise
         finally:
             if outcome != CircuitOpen.code:

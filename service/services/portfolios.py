@@ -29,8 +29,9 @@ from service.money import quantize_money
 from service.repositories import portfolios as portfolios_repository
 
 # Longer than any cached entry lives: an expired generation reads as 0, which
-# must not match an entry written under a later generation.
-GENERATION_TTL_SECONDS = 7 * 86_400
+# must not match an entry written under a later generation. Shorter than the
+# limiter keys live (service/ratelimit/window.py: cache keys are evicted first).
+GENERATION_TTL_SECONDS = 3 * 86_400
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ and written only through :mod:`service.marketdata`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -46,13 +46,17 @@ class StockListing:
 
     ``after_response``, when set, is work for the caller to run once the
     response has been sent (pre-caching the next vendor page), inside an app
-    context.
+    context. ``content_key``, when set, names exactly what ``items`` were
+    taken from (each vendor page's token and fetch time, the offset and the
+    limit): listings with equal keys have equal items, so their rendering
+    may be reused.
     """
 
     items: tuple[VendorStock, ...]
     next_token: str | None
     meta: ListingMeta
     after_response: Callable[[], None] | None = None
+    content_key: Hashable | None = None
 
 
 def list_stocks(
@@ -81,6 +85,7 @@ class _Loads:
         self.client_token = client_token  # the vendor token the client's cursor named
         self.results: list[str] = []
         self.fetched: list[datetime] = []
+        self.versions: list[tuple[str | None, datetime]] = []
 
     def load(self, token: str | None) -> CachedPage:
         """The page ``token`` names, through the page cache.
@@ -95,6 +100,7 @@ class _Loads:
             raise cursors.invalid_token(message) from exc
         self.results.append(result)
         self.fetched.append(cached.fetched_at)
+        self.versions.append((token, cached.fetched_at))
         return cached
 
     def meta(self, default_as_of: datetime) -> ListingMeta:
@@ -106,6 +112,7 @@ class _Loads:
 
 def _browse(token: str | None, offset: int, limit: int) -> StockListing:
     loads = _Loads(client_token=token)
+    start = offset
     items: list[VendorStock] = []
     following: tuple[str | None, int] | None = (token, offset)
     last_next: str | None = None
@@ -126,7 +133,9 @@ def _browse(token: str | None, offset: int, limit: int) -> StockListing:
         if len(items) >= limit:
             break
     next_token = None if following is None else cursors.browse_cursor(*following)
-    return StockListing(tuple(items), next_token, loads.meta(clock.now()), _pre_cache(last_next))
+    meta = loads.meta(clock.now())
+    content_key = (start, limit, *loads.versions)
+    return StockListing(tuple(items), next_token, meta, _pre_cache(last_next), content_key)
 
 
 def _pre_cache(token: str | None) -> Callable[[], None] | None:
@@ -179,7 +188,7 @@ def _catalogue(loads: _Loads) -> tuple[Catalogue, dict[str, VendorStock] | None]
     stored = store.read_catalogue()
     if stored is not None:
         return stored, None
-    return walk.catalogue(loads.load)
+    return walk.shared_catalogue(loads.load)
 
 
 def _items_by_symbol(
@@ -243,19 +252,49 @@ def _quote_on(cached: CachedPage, symbol: str) -> Quote | None:
 
 
 def _walk_for(symbol: str) -> Quote:
-    catalogue = store.read_catalogue()
-    if catalogue is not None and not catalogue.lists(symbol):
-        # The catalogue (tokens refresh, or a search's walk) does not list it:
-        # no walk, so a stream of made-up symbols cannot cost the vendor a
-        # catalogue walk each. A stock listed since is known after the next refresh.
+    """The quote of a symbol the token map does not know: made-up symbols
+    cost at most one catalogue walk, shared by every pod.
+
+    A symbol a walk did not find is remembered for one repricing cycle (one
+    small key read per repeated buy); else the catalogue (tokens refresh, or
+    an earlier walk) decides; only without one is the catalogue walked,
+    single-flight, and stored. A stock listed since is known after the next
+    tokens refresh.
+    """
+    if store.known_unknown(symbol):
         raise _unknown(symbol)
+    catalogue = store.read_catalogue()
+    if catalogue is None:
+        # One walk for every pod; it stores the catalogue for the next buys
+        # and leaves its pages cached for _walk_to.
+        catalogue = walk.shared_catalogue(partial(_load_checking, symbol))[0]
+    found = _walk_to(symbol) if catalogue.lists(symbol) else None
+    if found is None:
+        store.remember_unknown(symbol, current_settings().cache_ttl_seconds)
+        raise _unknown(symbol)
+    return found
+
+
+def _load_checking(symbol: str, token: str | None) -> CachedPage:
+    """:func:`fill.load_for_trading`, for a walk that looks for ``symbol``.
+
+    :raises VendorBadResponse: the page lists ``symbol`` but its item is
+        unreadable (the catalogue and cached pages keep only readable items).
+    """
+    cached = fill.load_for_trading(token)
+    _quote_on(cached, symbol)
+    return cached
+
+
+def _walk_to(symbol: str) -> Quote | None:
+    """The current quote of ``symbol`` from the first page that lists it."""
     for token, cached in walk.pages(fill.load_for_trading):
         if _quote_on(cached, symbol) is not None:
             # A cached page locates the symbol; the price must be of this cycle.
             found = _quote_on(fill.load_for_trading(token, symbol), symbol)
             if found:
                 return found
-    raise _unknown(symbol)
+    return None
 
 
 def _unknown(symbol: str) -> UnknownSymbol:

@@ -1,19 +1,23 @@
 """The sweep of abandoned buy attempts (DESIGN §6, ``buys sweep``).
 
 A worker killed between a buy's claim and its finish, or one that could not
-write the outcome, leaves a ``pending`` row. :func:`finalise_abandoned` ends
-such rows as ``unknown`` (``interrupted``). The ``buys sweep`` CronJob runs
-:func:`sweep` every minute and records each successful run in Redis, which
-the web pods export through :func:`sweep_state` (the job's own pod is never
-scraped). The report job and an idempotent replay call
-:func:`finalise_abandoned` too, when they must not read a stale ``pending``.
+write the outcome, leaves a ``pending`` row. :func:`finalise_abandoned` first
+applies every outcome kept while the ledger was away
+(:mod:`service.services.outcomes`: such a row reaches its true status), then
+ends the rows still pending: ``failed`` (``no_order_sent``) when no order was
+counted, ``unknown`` (``interrupted``) when one may have been sent. The
+``buys sweep`` CronJob runs :func:`sweep` every minute and records each
+successful run in Redis, which the web pods export through
+:func:`sweep_state` (the job's own pod is never scraped). The report job and
+an idempotent replay call :func:`finalise_abandoned` too, when they must not
+read a stale ``pending``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,44 +28,68 @@ from service.metrics import BUYS
 from service.models import TransactionStatus
 from service.models.base import utcnow
 from service.repositories import summaries, transactions
+from service.services import outcomes
 from service.services.orders import ABANDONED_AFTER, Outcome
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"  # the worker died before the attempt was finished
+INTERRUPTED = "interrupted"  # the worker died after an order may have been sent
+NO_ORDER_SENT = "no_order_sent"  # the worker died before it sent any order
 LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful run
 # How many attempts have been finalised as abandoned, by any process: the sweep
 # runs in CronJob pods that are never scraped, so the web pods export this.
 FINALISED_KEY = "buys:sweep:finalised_total"
+# Both keys are rewritten at each run (the count: at each finalisation); a
+# count untouched this long restarts at 0, which Prometheus reads as a reset.
+RECORD_RETENTION_SECONDS = 30 * 86_400
 
 
 def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
-    """End attempts left ``pending`` for longer than ``older_than`` (their worker
-    died) as ``unknown`` with reason ``interrupted``, updating the daily summaries.
+    """Apply every kept outcome, then end attempts left ``pending`` for longer
+    than ``older_than`` (their worker died): ``failed`` (``no_order_sent``)
+    when they counted no order, else ``unknown`` (``interrupted``), updating
+    the daily summaries. While the kept outcomes cannot be read (Redis down),
+    attempts that counted an order are left pending for a later run: one of
+    them may have an outcome kept.
 
     ``older_than`` must exceed the longest a buy can take (the default does:
     no order is sent after half of it), or a live buy would lose its result.
     Safe to run concurrently with buys and with itself: each row leaves
     ``pending`` once.
 
-    :returns: how many attempts it finalised.
+    :returns: how many attempts it finalised (kept outcomes applied included).
     :raises SQLAlchemyError: the database could not be read or written.
     """
+    kept = outcomes.apply_all_kept()
+    cutoff = utcnow() - older_than
+    ended = _end_pending(cutoff, Outcome(TransactionStatus.FAILED, NO_ORDER_SENT), sent=False)
+    if kept.readable:
+        ended += _end_pending(cutoff, Outcome(TransactionStatus.UNKNOWN, INTERRUPTED), sent=True)
+    else:
+        log.warning("kept outcomes unreadable: attempts that sent an order stay pending")
+    return kept.applied + ended
+
+
+def _end_pending(cutoff: datetime, outcome: Outcome, *, sent: bool) -> int:
     session = db.session()
-    now = utcnow()
-    abandoned = Outcome(TransactionStatus.UNKNOWN, INTERRUPTED)
     rows = transactions.finalise_pending_before(
-        session, now - older_than, abandoned.ledger_values(now)
+        session, cutoff, outcome.ledger_values(utcnow()), orders_sent=sent
     )
     for row in rows:
         summaries.add_final(session, row)
     ids = [row.id for row in rows]  # read before the commit expires the rows
     session.commit()
     if ids:
-        BUYS.labels(TransactionStatus.UNKNOWN.value, INTERRUPTED).inc(len(ids))
+        BUYS.labels(outcome.status.value, outcome.reason or "").inc(len(ids))
         with redis_guard("sweep"):
-            redis_store.client.incrby(FINALISED_KEY, len(ids))
-        log.warning("abandoned buy attempts finalised as unknown", extra={"transaction_ids": ids})
+            pipe = redis_store.client.pipeline(transaction=False)
+            pipe.incrby(FINALISED_KEY, len(ids))
+            pipe.expire(FINALISED_KEY, RECORD_RETENTION_SECONDS)
+            pipe.execute()
+        log.warning(
+            "abandoned buy attempts finalised",
+            extra={"transaction_ids": ids, "status": outcome.status, "reason": outcome.reason},
+        )
     return len(ids)
 
 
@@ -70,13 +98,13 @@ def sweep() -> int:
     run's time recorded for :func:`sweep_state` (fail open: a Redis failure is
     counted and logged, and the sweep still counts as done).
 
-    :returns: how many attempts it finalised.
+    :returns: how many attempts it finalised (kept outcomes applied included).
     :raises SQLAlchemyError: the database could not be read or written;
-        nothing is recorded.
+        the run is not recorded.
     """
     finalised = finalise_abandoned()
     with redis_guard("sweep"):
-        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp())
+        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp(), ex=RECORD_RETENTION_SECONDS)
     return finalised
 
 
@@ -94,8 +122,8 @@ def sweep_state(app: Flask) -> Iterator[Metric]:
     )
     finalised = CounterMetricFamily(
         "trading_abandoned_attempts_finalised",
-        "Buy attempts left pending by a crashed worker and finalised as unknown "
-        "(interrupted), by any process.",
+        "Buy attempts left pending by a crashed worker and finalised by the sweep "
+        "(failed when no order was sent, else unknown), by any process.",
     )
     raw_success, raw_finalised = None, None
     with app.app_context(), redis_guard("metrics") as guard:

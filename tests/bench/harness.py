@@ -66,7 +66,7 @@ class Goal:
 
     @property
     def verdict(self) -> str:
-        return {True: "met", False: "**missed**", None: "—"}[self.met]
+        return {True: "pass", False: "**fail**", None: "—"}[self.met]
 
 
 def machine_description() -> str:

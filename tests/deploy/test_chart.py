@@ -152,3 +152,37 @@ def test_notes_tell_how_to_reach_the_api_and_run_jobs(release: helm.Release) -> 
     for component, job in values["cronJobs"].items():
         line = f"create job --from=cronjob/stock-trading-{component} "
         assert (line in notes) is job["enabled"]
+
+
+def _routed(ingress: dict[str, Any], path: str) -> bool:
+    """Whether one of the Ingress's rules sends ``path`` to the service
+    (Kubernetes path matching; ImplementationSpecific taken as a plain prefix)."""
+    for rule in ingress["spec"]["rules"]:
+        for route in rule["http"]["paths"]:
+            prefix, kind = route["path"], route["pathType"]
+            if kind == "Exact" and path == prefix:
+                return True
+            if kind == "Prefix" and (
+                prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            ):
+                return True
+            if kind == "ImplementationSpecific" and path.startswith(prefix):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("value_set", ["default with ingress on", *helm.value_sets()])
+def test_ingress_routes_the_api_but_not_metrics_or_probes(value_set: str) -> None:
+    """Metrics and probes are for the cluster; the internet reaches only the API and its docs."""
+    if value_set in helm.value_sets():
+        templates = helm.release(value_set).templates
+    else:
+        templates = helm.render({"ingress": {"enabled": True}})
+    if "templates/ingress.yaml" not in templates:
+        pytest.skip(f"{value_set} renders no Ingress")
+    (ingress,) = helm.yaml_objects(templates["templates/ingress.yaml"])
+    for path in ["/metrics", "/healthz", "/readyz"]:
+        assert not _routed(ingress, path), f"{value_set}: the ingress routes {path}"
+    api = ["/stocks", "/stocks/AAPL/buy", "/users/alice/portfolios", "/docs", "/openapi.json"]
+    for path in api:
+        assert _routed(ingress, path), f"{value_set}: the ingress does not route {path}"

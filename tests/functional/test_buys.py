@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import types
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +25,9 @@ from service.metrics import BUY_VENDOR_ATTEMPTS, BUYS, PRICE_CHECK_REJECTIONS
 from service.models import Transaction
 from service.models.base import utcnow
 from service.money import price_band
-from service.services import buys
-from service.services.orders import ABANDONED_AFTER
+from service.repositories import transactions
+from service.services import outcomes, sweep
+from service.services.orders import ABANDONED_AFTER, Outcome
 from service.services.stocks import market_price
 from service.vendorapi.client import VendorOrder
 from service.vendorapi.simulator import Simulator
@@ -405,6 +407,30 @@ def test_circuit_opens_with_503_and_retry_after_then_closes(
     assert post_buy(client, price, 1).status_code == 201
 
 
+def test_a_replayed_circuit_open_failure_says_the_attempt_is_over(
+    client_with: Callable[..., FlaskClient], simulator: Simulator, waits: list[float]
+) -> None:
+    client = client_with(vendor_circuit_fail_max=1, vendor_circuit_reset_seconds=60)
+    price = simulator.price("AAPL")
+    simulator.configure(error_rate=1.0, fault_operations=("buy",))
+    post_buy(client, price, 1)  # a 5xx opens the circuit
+    simulator.configure(error_rate=0.0)
+
+    first = post_buy(client, price, 1, key="while-open")
+    replayed = post_buy(client, price, 1, key="while-open")
+
+    assert first.status_code == 503
+    assert _error(first)["code"] == "circuit_open"
+    assert "Retry-After" in first.headers  # this request may be retried after that
+    assert replayed.status_code == 503
+    assert _error(replayed)["code"] == "circuit_open"
+    assert "Retry-After" not in replayed.headers  # that attempt will never succeed
+    assert _error(replayed)["message"] == (
+        "This attempt failed while the vendor's circuit was open; it is over. "
+        "Send a new request to try again."
+    )
+
+
 def test_buys_work_without_redis(
     client_with: Callable[..., FlaskClient], simulator: Simulator
 ) -> None:
@@ -587,59 +613,142 @@ def test_buy_without_the_database_is_a_503_and_sends_no_order(
     assert simulator.orders() == []
 
 
-def test_an_outcome_that_cannot_be_written_is_503_then_settled_on_retry(
-    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+def _ledger_lost(*_args: object) -> None:
+    raise OperationalError("UPDATE transactions …", None, Exception("connection lost"))
+
+
+@pytest.fixture
+def brief_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buy waits a fraction of a second, not 9 s, for its ledger to come back."""
+    monkeypatch.setattr(outcomes, "RECORD_PATIENCE_SECONDS", 0.3)
+    monkeypatch.setattr(outcomes, "_RECORD_WAIT_SECONDS", 0.1)
+
+
+def test_a_confirmed_order_whose_outcome_cannot_be_written_is_applied_on_retry(
+    client: FlaskClient,
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    brief_patience: None,
 ) -> None:
     price = simulator.price("AAPL")
 
-    def ledger_lost(*_args: object) -> None:
-        raise OperationalError("UPDATE transactions …", None, Exception("connection lost"))
-
     with monkeypatch.context() as patched:
-        patched.setattr("service.services.buys._finish", ledger_lost)
+        patched.setattr(outcomes, "record", _ledger_lost)
         first = post_buy(client, price, 2, key="write-lost")
+        [row] = ledger()
+        assert (row.status, row.attempts, row.market_price) == ("pending", 1, price)
+        assert post_buy(client, price, 2, key="write-lost").status_code == 503  # still away
     assert first.status_code == 503
     assert _error(first)["code"] == "outcome_not_recorded"
-    [row] = ledger()
-    assert row.status == "pending"
     assert len(simulator.orders()) == 1  # the vendor did execute it
 
-    soon = post_buy(client, price, 2, key="write-lost")
-    assert soon.status_code == 409  # the attempt may still be running
+    again = post_buy(client, price, 2, key="write-lost")  # the ledger is back
 
+    assert again.status_code == 201
+    assert again.json is not None
+    assert again.json["status"] == "succeeded"
+    [row] = ledger()
+    assert (row.status, row.attempts) == ("succeeded", 1)
+    assert holdings()["AAPL"].quantity == 2
+    assert post_buy(client, price, 2, key="write-lost").status_code == 201
+    assert len(simulator.orders()) == 1  # retries never sent a second order
+    assert holdings()["AAPL"].quantity == 2  # credited once
+    assert summaries()[("succeeded", "", "AAPL")].count == 1
+
+
+def test_the_sweep_applies_a_kept_outcome_before_giving_up_on_pending_rows(
+    client: FlaskClient,
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    brief_patience: None,
+) -> None:
+    price = simulator.price("AAPL")
+    with monkeypatch.context() as patched:
+        patched.setattr(outcomes, "record", _ledger_lost)
+        assert post_buy(client, price, 2).status_code == 503
     db.session.execute(
         update(Transaction).values(created_at=utcnow() - ABANDONED_AFTER - timedelta(seconds=1))
     )
     db.session.commit()
-    later = post_buy(client, price, 2, key="write-lost")
 
-    assert later.status_code == 502
-    assert _error(later)["details"]["status"] == "unknown"
-    assert _error(later)["details"]["reason"] == "interrupted"
-    assert len(simulator.orders()) == 1  # retries never sent a second order
-    assert [row.status for row in ledger()] == ["unknown"]
-    assert summaries()[("unknown", "interrupted", "AAPL")].count == 1
+    assert sweep.sweep() == 1
+    assert sweep.sweep() == 0
+
+    assert [(row.status, row.attempts) for row in ledger()] == [("succeeded", 1)]
+    assert holdings()["AAPL"].quantity == 2
+    assert summaries()[("succeeded", "", "AAPL")].count == 1
 
 
-def test_a_dropped_connection_while_recording_is_retried(
+def test_without_redis_the_worker_records_the_outcome_once_the_ledger_is_back(
+    client_with: Callable[..., FlaskClient],
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    brief_patience: None,
+) -> None:
+    client = client_with(redis_url=DEAD_REDIS)  # nowhere to keep the outcome
+    monkeypatch.setattr(outcomes, "_BACKGROUND_WAIT_SECONDS", 0.1)
+    ledger_down = threading.Event()
+    ledger_down.set()
+    real_record = outcomes.record
+
+    def record(transaction_id: int, outcome: Outcome) -> Transaction:
+        if ledger_down.is_set():
+            _ledger_lost()
+        return real_record(transaction_id, outcome)
+
+    monkeypatch.setattr(outcomes, "record", record)
+    first = post_buy(client, simulator.price("AAPL"), 2)
+    assert first.status_code == 503
+    assert [row.status for row in ledger()] == ["pending"]
+
+    ledger_down.clear()  # PostgreSQL is back
+    deadline = time.monotonic() + 10
+    while ledger()[0].status == "pending" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert [row.status for row in ledger()] == ["succeeded"]
+    assert holdings()["AAPL"].quantity == 2
+
+
+def test_the_buy_itself_records_its_outcome_when_the_ledger_is_back_in_time(
     client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_finish = buys._finish
+    real_record = outcomes.record
     calls: list[int] = []
 
-    def flaky_finish(transaction_id: int, outcome: object) -> Transaction:
+    def flaky_record(transaction_id: int, outcome: Outcome) -> Transaction:
         calls.append(transaction_id)
-        if len(calls) == 1:
-            raise OperationalError("UPDATE transactions …", None, Exception("connection reset"))
-        return real_finish(transaction_id, outcome)  # type: ignore[arg-type]
+        if len(calls) <= 3:
+            _ledger_lost()
+        return real_record(transaction_id, outcome)
 
-    monkeypatch.setattr("service.services.buys._finish", flaky_finish)
+    monkeypatch.setattr(outcomes, "record", flaky_record)
     response = post_buy(client, simulator.price("AAPL"), 3)
 
     assert response.status_code == 201
-    assert len(calls) == 2
+    assert len(calls) == 4
     assert [row.status for row in ledger()] == ["succeeded"]
     assert holdings()["AAPL"].quantity == 3
+    assert outcomes.apply_all_kept().applied == 0  # the kept copy was discarded
+
+
+def test_an_order_the_ledger_cannot_count_is_not_sent(
+    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    price = simulator.price("AAPL")
+    with monkeypatch.context() as patched:
+        patched.setattr(transactions, "count_order", _ledger_lost)
+        first = post_buy(client, price, 1, key="not-counted")
+    replayed = post_buy(client, price, 1, key="not-counted")
+
+    assert simulator.orders() == []
+    for response in (first, replayed):
+        assert response.status_code == 503
+        assert _error(response)["code"] == "order_not_sent"
+        assert "Retry-After" not in response.headers
+    assert [(row.status, row.reason, row.attempts) for row in ledger()] == [
+        ("failed", "ledger_unavailable", 0)
+    ]
 
 
 def test_no_order_is_sent_once_the_buy_is_past_its_deadline(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Settings
+from tests.bench.harness import RedisServer
 
 # A port nothing listens on: connections are refused at once.
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -95,3 +97,24 @@ def test_unexpected_error_is_a_500_without_internals(
     logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert logged
     assert logged[0].__dict__["request_id"] == "req-42"
+
+
+def test_readyz_is_degraded_when_redis_refuses_writes(
+    make_app: Callable[..., Flask], private_redis: RedisServer
+) -> None:
+    """A Redis at its memory limit still answers PING, but the limits fail open."""
+    client = make_app(redis_url=private_redis.url).test_client()
+    assert client.get("/readyz").json["checks"]["redis"]["status"] == "up"  # type: ignore[index]
+    full = redis.Redis.from_url(private_redis.url)
+    full.config_set("maxmemory-policy", "noeviction")
+    full.config_set("maxmemory", 1)  # below what is already used: every write is refused
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json["status"] == "degraded"
+    assert response.json["checks"]["redis"] == {
+        "status": "refusing_writes",
+        "error": "OutOfMemoryError",
+    }

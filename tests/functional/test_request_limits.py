@@ -103,6 +103,7 @@ def test_what_gunicorn_refuses_is_answered_in_the_json_envelope(
     assert got == status
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
     assert body["error"]["code"] == code
     assert body["error"]["message"]
     assert body["error"]["details"] == {}

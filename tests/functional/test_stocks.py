@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 import redis.client
+import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
@@ -246,10 +247,10 @@ def test_the_next_page_is_pre_cached_once_the_response_is_sent(
     assert _list_calls(simulator) == 2
 
 
-def test_a_cached_page_request_reads_one_page_from_redis(
+def test_a_cached_page_request_parses_no_page(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next page, already pre-cached and fresh, is not read again by every request."""
+    """A page this process has seen fresh is neither read from Redis nor parsed again."""
     for _ in range(3):
         client.get("/stocks", buffered=True)  # warm: this page, the next one and its claim
     reads: list[dict[str, Any]] = []
@@ -262,29 +263,47 @@ def test_a_cached_page_request_reads_one_page_from_redis(
     monkeypatch.setattr(codec.CachedPage, "from_json", counted)
     response = client.get("/stocks", buffered=True)
     assert response.json["meta"]["cache"] == "hit"  # type: ignore[index]
-    assert len(reads) == 1
+    assert reads == []
 
 
-def test_busy_cached_pages_cost_one_redis_round_trip_each(
-    client: FlaskClient, redis_client: redis.Redis
+def test_busy_cached_pages_cost_no_redis_round_trip(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once the next page is known fresh, a cached request reads its page and
-    nothing else: no claim of the next page per request."""
+    """Once this process has seen the page and the next one fresh, a cached
+    request sends Redis nothing (until the page's freshness deadline)."""
     for _ in range(3):
         client.get("/stocks", buffered=True)  # warm: this page, the next one, the claim
-    before = redis_client.info("commandstats")
+    sent: list[Any] = []
+    original = redis.connection.Connection.send_packed_command
 
+    def counted(self: redis.connection.Connection, command: Any, check_health: bool = True) -> None:
+        sent.append(command)  # counted here: the server's stats count other tests' commands too
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
     for _ in range(20):
         assert client.get("/stocks", buffered=True).json["meta"]["cache"] == "hit"  # type: ignore[index]
+    assert sent == []
 
-    after = redis_client.info("commandstats")
-    calls = {
-        name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
-        for name in after
-        if after[name]["calls"] != before.get(name, {"calls": 0})["calls"]
-    }
-    calls.pop("cmdstat_info", None)
-    assert calls == {"cmdstat_get": 20}
+
+def test_another_pods_copy_is_served_only_until_its_own_deadline(
+    make_app: Callable[..., Flask], simulator: Simulator, later: Callable[[float], None]
+) -> None:
+    """A pod serves its copy of a page until that copy's freshness deadline,
+    then the page another pod fetched since, with its new prices."""
+    one, two = make_app().test_client(), make_app().test_client()
+    first = _get(one)
+    assert _get(two)["meta"]["cache"] == "hit"  # from Redis: two now holds the copy too
+    simulator.advance(TTL + 1)  # the vendor reprices
+    later(TTL - 1)
+    assert _get(two)["items"] == first["items"]  # still fresh: the same copy
+    later(TTL + 1)
+    fetched = _get(one)
+    assert fetched["meta"]["cache"] == "miss"
+    assert fetched["items"] != first["items"]
+    served = _get(two)  # its copy is past the deadline: the one pod one fetched
+    assert served["meta"] == {**fetched["meta"], "cache": "hit"}
+    assert served["items"] == fetched["items"]
 
 
 def test_a_page_expires_after_the_ttl(

@@ -115,10 +115,11 @@ def _orders(rig: Rig) -> Counter[int]:
     return Counter(order["quantity"] for order in rig.vendor_orders())
 
 
-def settle(database_url: str) -> int:
-    """End the attempts whose request died with the database (what the report
-    job's sweep does, without its five-minute grace); how many it ended."""
-    app = create_app(Settings.from_env({}, database_url=database_url))
+def settle(database_url: str, redis_url: str | None = None) -> int:
+    """Apply the outcomes kept in ``redis_url`` and end the attempts whose
+    request died with the database (what the sweep does, without its
+    five-minute grace); how many it ended."""
+    app = create_app(Settings.from_env({}, database_url=database_url, redis_url=redis_url))
     with app.app_context():
         try:
             return finalise_abandoned(timedelta(0))

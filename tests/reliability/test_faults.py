@@ -136,7 +136,7 @@ def test_database_cut_during_traffic(rig: Rig) -> None:
     assert listed.status_code == 200, "the listing needs no database"
     assert set(answers.values()) - {201}, "the cut was not felt"
     assert set(answers.values()) <= {201, 503}  # a 503 the client can act on, never a 500
-    abandoned = settle(rig.database_url)
+    abandoned = settle(rig.database_url, rig.redis.url)
     later = plan(rig, 20, first=1000)
     later_answers, _ = send(rig, later)
     assert set(later_answers.values()) == {201}, "the service did not come back with PostgreSQL"

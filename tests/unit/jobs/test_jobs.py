@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,6 +14,8 @@ from flask import Flask
 
 from service.services import tokens
 from service.vendorapi.simulator import Simulator
+from tests.bench.harness import ROOT
+from tests.functional.test_health import DEAD_POSTGRES
 
 
 def _job_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, object]]]:
@@ -78,3 +83,34 @@ def test_tokens_refresh_without_redis_says_why_and_exits_2(
     assert result.stderr.startswith("tokens refresh needs REDIS_URL:")
     assert "lazily" in result.stderr
     assert simulator.stats()["requests"].get("list", 0) == 0  # the vendor was not called
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "report send",
+        "report preview",
+        "buys sweep",
+        "transactions list",
+        "transactions resolve 1 --as failed --by ops --note lost",
+    ],
+)
+def test_every_job_says_an_unreachable_database_in_one_line_and_fails(command: str) -> None:
+    # As the CronJob runs it: a process of its own, its logs (JSON lines) on stderr.
+    env = {**os.environ, "DATABASE_URL": DEAD_POSTGRES, "REPORT_OUTBOX_DIR": "/nonexistent"}
+    env.pop("REDIS_URL", None)
+    ran = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "service.wsgi", *command.split()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    said = [line for line in ran.stderr.splitlines() if not line.startswith("{")]
+    assert ran.returncode == 1
+    assert "Traceback" not in ran.stderr
+    assert len(said) == 1, ran.stderr
+    assert "the database is unavailable" in said[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from flask import Flask
 
@@ -40,16 +41,31 @@ def test_an_attempt_leaves_pending_once(app: Flask) -> None:
     assert (row.status, row.reason) == ("failed", "vendor_unavailable")
     assert transactions.finalise(session, transaction_id, _final("succeeded")) is None
     session.commit()
-    assert transactions.finalise_pending_before(session, utcnow(), _final()) == []
+    left = transactions.finalise_pending_before(session, utcnow(), _final(), orders_sent=False)
+    assert left == []
 
 
 def test_only_attempts_older_than_the_cutoff_are_finalised(app: Flask) -> None:
     transaction_id = claim(None)
     session = db.session()
-    assert (
-        transactions.finalise_pending_before(session, utcnow() - timedelta(hours=1), _final()) == []
-    )
-    (row,) = transactions.finalise_pending_before(
-        session, utcnow() + timedelta(seconds=1), _final()
-    )
+    hour_ago, soon = utcnow() - timedelta(hours=1), utcnow() + timedelta(seconds=1)
+    early = transactions.finalise_pending_before(session, hour_ago, _final(), orders_sent=False)
+    assert early == []
+    (row,) = transactions.finalise_pending_before(session, soon, _final(), orders_sent=False)
     assert row.id == transaction_id
+
+
+def test_attempts_are_finalised_by_whether_they_counted_an_order(app: Flask) -> None:
+    session = db.session()
+    unsent, sent = claim(None), claim(None)
+    assert unsent is not None
+    assert sent is not None
+    assert transactions.count_order(session, sent, Decimal("10.4"))
+    soon = utcnow() + timedelta(seconds=1)
+
+    (found,) = transactions.finalise_pending_before(session, soon, _final(), orders_sent=True)
+    (other,) = transactions.finalise_pending_before(session, soon, _final(), orders_sent=False)
+
+    assert (found.id, found.attempts, found.market_price) == (sent, 1, Decimal("10.4"))
+    assert (other.id, other.attempts) == (unsent, 0)
+    assert not transactions.count_order(session, sent, Decimal("10.4"))  # final: no more orders

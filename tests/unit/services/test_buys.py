@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from flask import Flask
 
+from service.errors import OrderNotSent
 from service.marketdata.codec import Quote
 from service.services import buys, sweep
 from service.vendorapi.errors import OrderOutcomeUnknown
@@ -16,7 +17,7 @@ from service.vendorapi.simulator import Simulator
 from tests.buys_support import holdings, ledger, summaries
 
 
-def test_a_buy_finishing_after_its_attempt_was_abandoned_keeps_the_first_final_status(
+def test_a_buy_whose_attempt_was_abandoned_before_its_order_sends_none(
     app: Flask, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_market_price = buys.market_price
@@ -33,14 +34,14 @@ def test_a_buy_finishing_after_its_attempt_was_abandoned_keeps_the_first_final_s
         return real_market_price(symbol)
 
     monkeypatch.setattr(buys, "market_price", slow_market_price)
-    with pytest.raises(OrderOutcomeUnknown):
+    with pytest.raises(OrderNotSent):
         buys.buy(user_id="alice", symbol="AAPL", price=simulator.price("AAPL"), quantity=1)
 
     (row,) = ledger()
-    assert (row.status, row.reason) == ("unknown", "interrupted")
-    assert len(simulator.orders()) == 1  # executed: the report shows it as unknown
+    assert (row.status, row.reason, row.attempts) == ("failed", "no_order_sent", 0)
+    assert simulator.orders() == []  # the finalised attempt could not count an order
     assert holdings() == {}
-    assert [key[:2] for key in summaries()] == [("unknown", "interrupted")]
+    assert [key[:2] for key in summaries()] == [("failed", "no_order_sent")]
 
 
 def test_an_unexpected_error_while_trading_still_ends_the_attempt(

@@ -35,24 +35,31 @@ def _finalised(app: Flask) -> list[float]:
     return _families(app)["trading_abandoned_attempts_finalised"]
 
 
-def test_abandoned_attempts_end_unknown_once_and_are_summarised(app: Flask) -> None:
-    old = pending(age=timedelta(minutes=30))
-    young = pending(age=timedelta(seconds=5))
+def test_abandoned_attempts_end_once_unknown_if_an_order_was_sent_else_failed(app: Flask) -> None:
+    sent = pending(age=timedelta(minutes=30), orders=1)
+    unsent = pending(age=timedelta(minutes=30))
+    young = pending(age=timedelta(seconds=5), orders=1)
 
-    assert sweep.finalise_abandoned(timedelta(minutes=10)) == 1
+    assert sweep.finalise_abandoned(timedelta(minutes=10)) == 2
     assert sweep.finalise_abandoned(timedelta(minutes=10)) == 0
 
     by_id = {row.id: row for row in ledger()}
-    assert (by_id[old].status, by_id[old].reason) == ("unknown", "interrupted")
-    assert by_id[old].completed_at is not None
+    assert (by_id[sent].status, by_id[sent].reason, by_id[sent].attempts) == (
+        "unknown",
+        "interrupted",
+        1,
+    )
+    assert (by_id[unsent].status, by_id[unsent].reason) == ("failed", "no_order_sent")
+    assert by_id[sent].completed_at is not None
     assert by_id[young].status == "pending"
     summary = summaries()[("unknown", "interrupted", "AAPL")]
     assert (summary.count, summary.quantity, summary.amount) == (1, 2, Decimal("21"))
+    assert summaries()[("failed", "no_order_sent", "AAPL")].count == 1
 
 
 def test_the_default_grace_spares_an_attempt_that_may_still_send_its_order(app: Flask) -> None:
-    live = pending(age=ABANDONED_AFTER - timedelta(seconds=5))
-    dead = pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+    live = pending(age=ABANDONED_AFTER - timedelta(seconds=5), orders=1)
+    dead = pending(age=ABANDONED_AFTER + timedelta(seconds=5), orders=1)
 
     assert sweep.finalise_abandoned() == 1
 
@@ -81,16 +88,18 @@ def test_web_pods_export_how_many_attempts_any_process_finalised(app: Flask) -> 
     assert _finalised(app) == [2]
 
 
-def test_without_redis_the_sweep_still_ends_the_attempts(
+def test_without_redis_the_sweep_ends_only_the_attempts_that_sent_no_order(
     make_app: Callable[..., Flask],
 ) -> None:
     app = make_app(redis_url=DEAD_REDIS)
     with app.app_context():
-        abandoned = pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+        unsent = pending(age=ABANDONED_AFTER + timedelta(seconds=5))
+        # Its outcome may be kept in the Redis that cannot be read: it waits.
+        sent = pending(age=ABANDONED_AFTER + timedelta(seconds=5), orders=1)
         errors = _sweep_redis_errors()
 
         assert sweep.sweep() == 1
 
-        assert {row.id: row.status for row in ledger()} == {abandoned: "unknown"}
+        assert {row.id: row.status for row in ledger()} == {unsent: "failed", sent: "pending"}
         assert _sweep_redis_errors() == errors + 2  # the count and the stamp, each bypassed
         assert _last_success(app) == []
