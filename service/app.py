@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app, circuit_state, refresh_state, report_metrics, sweep_state, unresolved_state
     )
     register_extensions(app, settings)
+    app.before_request(api_package.read_body)  # before the limits: no slot while it arrives
     register_auth(app, settings)  # before the limits: the per-user limit needs the user
     register_limits(app, settings)  # after the request-id and metrics hooks and Redis
     register_error_handlers(app)
@@ -95,6 +96,8 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        # A larger body is refused (413 request_too_large) before it is read.
+        "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "API_TITLE": "Stock trading service",
         "API_VERSION": "1.0",
         "OPENAPI_VERSION": "3.0.3",

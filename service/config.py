@@ -229,6 +229,7 @@ class Settings:
     cache_ttl_seconds: int = _setting("CACHE_TTL_SECONDS", _integer(1), 300)
     rate_limit: str = _setting("RATE_LIMIT", _rate, "10/second")
     max_concurrent_requests: int = _setting("MAX_CONCURRENT_REQUESTS", _integer(1), 5)
+    max_request_bytes: int = _setting("MAX_REQUEST_BYTES", _integer(1), 64 * 1024)
     rate_limit_enabled: bool = _setting("RATE_LIMIT_ENABLED", _boolean, True)
     rate_limit_scope: str = _setting("RATE_LIMIT_SCOPE", _choice("global", "client"), "global")
     trusted_proxies: int = _setting("TRUSTED_PROXIES", _integer(0), 0)

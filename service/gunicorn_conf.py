@@ -1,6 +1,11 @@
 """gunicorn settings, read from the environment (``gunicorn -c python:service.gunicorn_conf``).
 
-Requests mostly wait on the vendor, so workers are threaded (gthread).
+Requests mostly wait on the vendor, so workers are threaded (gthread), with a
+read deadline and JSON errors (service/gunicorn_worker.py). A connection has
+a thread while its request arrives, so there are many threads: a slow client
+holds one for at most ``GUNICORN_READ_TIMEOUT`` seconds, and it takes
+``WEB_CONCURRENCY`` x ``GUNICORN_THREADS`` of them at once to delay anybody.
+Threads are started as connections need them.
 Prometheus multiprocess mode is switched on here, before the app is imported,
 so ``/metrics`` aggregates every worker; the directory is emptied at start
 and a dead worker's live gauges are dropped.
@@ -35,8 +40,10 @@ _default_workers = 2 if os.environ.get("REDIS_URL") else 1
 _port = _int_env("PORT", 8000)
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
 workers = _int_env("WEB_CONCURRENCY", _default_workers)
-worker_class = "gthread"
-threads = _int_env("GUNICORN_THREADS", 8)
+worker_class = "service.gunicorn_worker.ReadDeadlineWorker"
+threads = _int_env("GUNICORN_THREADS", 64)
+# Seconds for a request (line, headers and body) to arrive once a thread reads it.
+read_timeout = _int_env("GUNICORN_READ_TIMEOUT", 10)
 timeout = _int_env("GUNICORN_TIMEOUT", 60)
 graceful_timeout = 30
 keepalive = 5

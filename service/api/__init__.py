@@ -139,7 +139,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Any:
         """flask-smorest's ``arguments``; a JSON body also documents the 415
-        :meth:`_Parser.load_json` answers."""
+        :meth:`_Parser.load_json` answers and the 413 of :func:`read_body`."""
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
@@ -149,7 +149,12 @@ class Blueprint(flask_smorest.Blueprint):
             description="unsupported_media_type: the body is not sent as "
             "Content-Type: application/json.",
         )
-        return lambda func: document(parse(func))
+        too_large = self.alt_response(
+            413,
+            schema=ErrorSchema,
+            description="request_too_large: the body is over MAX_REQUEST_BYTES.",
+        )
+        return lambda func: too_large(document(parse(func)))
 
 
 def after_response(work: Callable[[], None] | None) -> None:
@@ -173,6 +178,16 @@ def after_response(work: Callable[[], None] | None) -> None:
     def attach(response: Response) -> Response:
         response.call_on_close(run)
         return response
+
+
+def read_body() -> None:
+    """Read the whole request body before anything else runs (a ``before_request``
+    hook registered ahead of the limits): no concurrency slot is taken for a
+    client still sending one, and a body over ``MAX_REQUEST_BYTES`` is refused
+    with 413 from its ``Content-Length`` before a byte of it is read. Under
+    gunicorn the worker has already read it within its read deadline
+    (service/gunicorn_worker.py), so this costs nothing there."""
+    request.get_data(cache=True)
 
 
 def register_response_headers(app: Flask) -> None:

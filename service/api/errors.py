@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.errors import (
     Conflict,
@@ -79,6 +79,16 @@ def status_of(exc: ServiceError) -> int:
     return 500
 
 
+def envelope(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON error envelope, also written by the gunicorn worker (service/gunicorn_worker.py)."""
+    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
+
+
+def code_of(reason: str) -> str:
+    """An error code from an HTTP reason phrase: ``URI Too Long`` -> ``uri_too_long``."""
+    return reason.lower().replace(" ", "_").replace("'", "")
+
+
 def error_response(
     status: int,
     code: str,
@@ -87,9 +97,7 @@ def error_response(
     retry_after: int | None = None,
 ) -> Response:
     """Build the JSON error envelope."""
-    response = jsonify(
-        {"error": {"code": code, "message": message, "details": dict(details or {})}}
-    )
+    response = jsonify(envelope(code, message, details))
     response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(max(1, retry_after))
@@ -106,7 +114,7 @@ def handle_service_error(exc: ServiceError) -> Response:
 
 
 def _http_code(exc: HTTPException) -> str:
-    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+    return code_of(exc.name or "error")
 
 
 # marshmallow's wording, as a client should read it.
@@ -159,6 +167,18 @@ def handle_http_exception(exc: HTTPException) -> Response:
     return response
 
 
+def handle_too_large(_exc: RequestEntityTooLarge) -> Response:
+    """413 for a body over ``MAX_REQUEST_BYTES`` (Flask's ``MAX_CONTENT_LENGTH``),
+    raised before the body is read when ``Content-Length`` declares it."""
+    limit = request.max_content_length
+    return error_response(
+        413,
+        "request_too_large",
+        f"The request body is larger than the limit of {limit} bytes.",
+        {"limit": limit},
+    )
+
+
 def handle_database_down(exc: SQLAlchemyError) -> Response:
     log.warning("database unavailable", extra={"error": type(exc).__name__})
     return handle_service_error(DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER_SECONDS))
@@ -172,6 +192,7 @@ def handle_unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(RequestEntityTooLarge, handle_too_large)
     # Connection-level failures only: a constraint or programming error stays a 500.
     app.register_error_handler(OperationalError, handle_database_down)
     app.register_error_handler(InterfaceError, handle_database_down)

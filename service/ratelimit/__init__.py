@@ -13,7 +13,8 @@ doing anything:
   the others. Its 429s name the limit hit: ``details.scope`` is ``user``,
   ``global`` or ``client``.
 * **concurrency** — at most ``MAX_CONCURRENT_REQUESTS`` in flight: a counting
-  semaphore in Redis whose slots are *leases* (:class:`ConcurrencyLimiter`).
+  semaphore in Redis whose slots are *leases* (:class:`ConcurrencyLimiter`),
+  taken only once the request's body has arrived (``service.api.read_body``).
   A process renews the leases of its running requests from a background
   thread; a process that dies stops renewing and its slots come back within
   :data:`LEASE_SECONDS`.

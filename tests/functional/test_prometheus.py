@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,8 @@ from service.vendorapi.simulator import Simulator, SimulatorServer
 from tests import ledger
 from tests.bench.harness import RedisServer
 from tests.deploy import helm, promql
-from tests.functional.servers import ROOT, Gunicorn, free_port
+from tests.functional.servers import Gunicorn, free_port
+from tests.processes import run_flask
 from tests.requires import PROMETHEUS_HINT, executable
 
 SCRAPE_CONFIG = Path(__file__).with_name("prometheus.yml")
@@ -164,15 +164,7 @@ class Traffic:
 
 def run_job(env: dict[str, str], *command: str) -> None:
     """Run a CronJob's command (``flask --app service.wsgi …``) to completion."""
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service.wsgi", *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_flask(*command, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

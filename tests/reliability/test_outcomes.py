@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,8 @@ import requests
 import sqlalchemy as sa
 
 from service.vendorapi.simulator import SIMULATOR_API_KEY
-from tests.bench.harness import ROOT, vendor_quotes
+from tests.bench.harness import vendor_quotes
+from tests.processes import run_flask
 from tests.reliability.ledger import settle
 from tests.reliability.rig import Rig, in_background
 
@@ -83,15 +83,7 @@ def _executed(rig: Rig, quantity: int) -> int:
 def _sweep_job(rig: Rig) -> subprocess.CompletedProcess[str]:
     """``flask buys sweep`` as the CronJob runs it, against the rig's ledger and Redis."""
     env = {**os.environ, "DATABASE_URL": rig.database_url, "REDIS_URL": rig.redis.url}
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service.wsgi", "buys", "sweep"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_flask("buys", "sweep", env=env)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from service.config import ConfigError, Settings
 from tests.identity import AUDIENCE, ISSUER, ec_key, public_pem
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import run_python
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -90,15 +86,7 @@ def test_secrets_are_never_shown() -> None:
 
 def test_start_up_fails_with_one_line_naming_the_variable() -> None:
     env = {**os.environ, "CACHE_TTL_SECONDS": "abc"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import service.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", "import service.wsgi", env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "configuration error: CACHE_TTL_SECONDS='abc' is invalid: expected a whole number"
@@ -106,15 +94,10 @@ def test_start_up_fails_with_one_line_naming_the_variable() -> None:
 
 
 def _start_up_log(env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", "import service.wsgi"],
-        cwd=ROOT,
-        env={**os.environ, "LOG_FORMAT": "text", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    result = run_python(
+        "-c", "import service.wsgi", env={**os.environ, "LOG_FORMAT": "text", **env}
     )
+    assert result.returncode == 0, result.stderr
     return result.stdout
 
 
@@ -179,15 +162,7 @@ def test_jwt_mode_without_a_required_setting_names_it(
 
 def test_start_up_in_jwt_mode_without_an_issuer_fails_naming_it() -> None:
     env = {**os.environ, **JWT_BASE, "AUTH_ISSUER": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", "import service.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", "import service.wsgi", env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "configuration error: AUTH_ISSUER is required when AUTH_MODE=jwt"

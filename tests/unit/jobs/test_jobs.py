@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,8 +12,8 @@ from flask import Flask
 
 from service.services import tokens
 from service.vendorapi.simulator import Simulator
-from tests.bench.harness import ROOT
 from tests.functional.test_health import DEAD_POSTGRES
+from tests.processes import run_flask
 
 
 def _job_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, object]]]:
@@ -99,15 +97,7 @@ def test_every_job_says_an_unreachable_database_in_one_line_and_fails(command: s
     # As the CronJob runs it: a process of its own, its logs (JSON lines) on stderr.
     env = {**os.environ, "DATABASE_URL": DEAD_POSTGRES, "REPORT_OUTBOX_DIR": "/nonexistent"}
     env.pop("REDIS_URL", None)
-    ran = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service.wsgi", *command.split()],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ran = run_flask(*command.split(), env=env)
 
     said = [line for line in ran.stderr.splitlines() if not line.startswith("{")]
     assert ran.returncode == 1
