@@ -112,7 +112,6 @@ class ConcurrencyLimiter:
         self._local: dict[str, int] = {}
         self._held: dict[str, str] = {}  # holder -> key, slots this process holds in Redis
         self._released: dict[str, list[str]] = {}  # key -> holders given back, still in Redis
-        self._wake = threading.Event()  # set when a holder is queued in _released
         self._keeper: threading.Thread | None = None
         if redis is not None:
             self._acquire_script = redis.register_script(_SLOT_ACQUIRE)
@@ -173,11 +172,9 @@ class ConcurrencyLimiter:
         if slot.holder is None:
             self.release(slot)
             return
-        with self._lock:
+        with self._lock:  # the keeper runs: it stops only with nothing held or queued
             del self._held[slot.holder]
             self._released.setdefault(slot.key, []).append(slot.holder)
-            self._keep()
-        self._wake.set()
 
     def take_released(self, key: str) -> list[str]:
         """The holders of ``key`` given back with :meth:`release_later` and not
@@ -214,26 +211,22 @@ class ConcurrencyLimiter:
     def _hold(self, holder: str, key: str) -> None:
         with self._lock:
             self._held[holder] = key
-            self._keep()
-
-    def _keep(self) -> None:
-        # Under self._lock. Not alive also after a fork: each process runs its own.
-        if self._keeper is None or not self._keeper.is_alive():
-            self._keeper = threading.Thread(
-                target=self._keep_leases, name="lease-keeper", daemon=True
-            )
-            self._keeper.start()
+            # Not alive also after a fork: each process runs its own keeper.
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leases, name="lease-keeper", daemon=True
+                )
+                self._keeper.start()
 
     def _keep_leases(self) -> None:
-        """Renew the leases held every third of a lease; remove the holders
-        given back within RELEASE_DELAY_SECONDS of the first one queued. Ends
-        when there is neither."""
+        """Every RELEASE_DELAY_SECONDS remove the holders given back that no hit
+        has removed; every third of a lease renew the leases held. Ends when
+        neither is left. (It polls: waking it from each request would cost the
+        requests more than its ticks.)"""
         renew_at = time.monotonic() + self._renew_every
         while True:
-            if self._wake.wait(max(0.0, renew_at - time.monotonic())):
-                time.sleep(RELEASE_DELAY_SECONDS)  # the next hits may take them first
-                self._wake.clear()
-                self.flush_released()
+            time.sleep(RELEASE_DELAY_SECONDS)
+            self.flush_released()
             if time.monotonic() < renew_at:
                 continue
             renew_at = time.monotonic() + self._renew_every
