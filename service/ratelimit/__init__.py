@@ -19,9 +19,14 @@ doing anything:
   thread; a process that dies stops renewing and its slots come back within
   :data:`LEASE_SECONDS`.
 
-Cost per request: two Redis round trips. One Lua script records the rate hit,
-returns the window (so the ``RateLimit-*`` headers need no second call) and,
-when admitted, takes the concurrency slot; one ``ZREM`` gives the slot back.
+Cost per request: one Redis round trip. One Lua script records the rate hit,
+returns the window (so the ``RateLimit-*`` headers need no second call),
+removes the slots given back by the process's requests that have finished
+since its last hit and, when admitted, takes the concurrency slot. A finished
+request's slot is queued in-process, off its path; when no hit comes within
+:data:`~service.ratelimit.leases.RELEASE_DELAY_SECONDS` the lease keeper
+removes the queued slots with one pipelined ``ZREM``. A slot is thus held a
+few milliseconds past its request at most, never given back early.
 
 Redis failures never break a request: the rate limit fails open and the
 concurrency limit falls back to a per-process count; both are logged and
@@ -195,7 +200,7 @@ def _register_concurrency_limit(
     def give_slot(_exc: BaseException | None) -> None:
         slot: Slot | None = g.pop("concurrency_slot", None)
         if slot is not None:
-            concurrency.release(slot)
+            concurrency.release_later(slot)
 
     app.before_request(take_slot)
     app.teardown_request(give_slot)

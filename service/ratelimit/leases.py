@@ -27,6 +27,10 @@ COMPONENT = "limiter"
 LIMITER_KEY_SECONDS = 4 * 86_400
 # A slot held by a dead process is free again after at most this long.
 LEASE_SECONDS = 3.0
+# A slot given back with ``release_later`` waits at most this long (plus one
+# round trip) for the next rate hit of its process to remove it; then the
+# lease keeper removes every one still waiting with one pipelined ``ZREM``.
+RELEASE_DELAY_SECONDS = 0.002
 
 _HOST = socket.gethostname()
 
@@ -84,10 +88,14 @@ class ConcurrencyLimiter:
     set of holder ids (``host:pid:random``) scored by lease expiry on Redis's
     clock. Taking a slot drops expired leases, counts and adds in one Lua
     script; giving it back is one ``ZREM``. While a process holds slots a
-    daemon thread renews their leases every third of the lease, so only a
-    process that stopped running loses them. The rate limit's storage takes
-    the slot in its own round trip (:mod:`service.ratelimit.window`) and
-    hands it here with :meth:`adopt`.
+    daemon thread (the lease keeper) renews their leases every third of the
+    lease, so only a process that stopped running loses them. The rate
+    limit's storage takes the slot in its own round trip
+    (:mod:`service.ratelimit.window`) and hands it here with :meth:`adopt`;
+    a request gives it back with :meth:`release_later`, off its path: the
+    next hit of the process removes it in its own script
+    (:meth:`take_released`), else the keeper within
+    :data:`RELEASE_DELAY_SECONDS`.
 
     Without ``redis``, or for a call during which Redis fails, slots are
     counted in this process against the same ``limit``.
@@ -103,7 +111,8 @@ class ConcurrencyLimiter:
         self._lock = threading.Lock()
         self._local: dict[str, int] = {}
         self._held: dict[str, str] = {}  # holder -> key, slots this process holds in Redis
-        self._renewer: threading.Thread | None = None
+        self._released: dict[str, list[str]] = {}  # key -> holders given back, still in Redis
+        self._keeper: threading.Thread | None = None
         if redis is not None:
             self._acquire_script = redis.register_script(_SLOT_ACQUIRE)
             self._renew_script = redis.register_script(_SLOT_RENEW)
@@ -154,6 +163,39 @@ class ConcurrencyLimiter:
         with redis_guard(COMPONENT):
             self._redis.zrem(slot.key, slot.holder)
 
+    def release_later(self, slot: Slot) -> None:
+        """Give ``slot`` back without a round trip of its own: it is removed
+        by the next hit of this process that takes a slot of the same key
+        (:meth:`take_released`), else within :data:`RELEASE_DELAY_SECONDS`
+        by the lease keeper. It is no longer renewed, so if Redis fails it is
+        freed when its lease ends."""
+        if slot.holder is None:
+            self.release(slot)
+            return
+        with self._lock:  # the keeper runs: it stops only with nothing held or queued
+            del self._held[slot.holder]
+            self._released.setdefault(slot.key, []).append(slot.holder)
+
+    def take_released(self, key: str) -> list[str]:
+        """The holders of ``key`` given back with :meth:`release_later` and not
+        yet removed; the caller removes them from Redis (before it counts)."""
+        with self._lock:
+            return self._released.pop(key, [])
+
+    def flush_released(self) -> None:
+        """Remove every holder given back with :meth:`release_later` and not
+        yet removed, in one round trip."""
+        with self._lock:
+            released, self._released = self._released, {}
+        if not released:
+            return
+        assert self._redis is not None  # only Redis slots are queued
+        with redis_guard(COMPONENT):
+            pipe = self._redis.pipeline(transaction=False)
+            for key, holders in released.items():
+                pipe.zrem(key, *holders)
+            pipe.execute()
+
     def renew_leases(self) -> None:
         """Extend the lease of every slot this process holds, in one round trip."""
         with self._lock:
@@ -169,18 +211,27 @@ class ConcurrencyLimiter:
     def _hold(self, holder: str, key: str) -> None:
         with self._lock:
             self._held[holder] = key
-            # Not alive also after a fork: each process runs its own renewer.
-            if self._renewer is None or not self._renewer.is_alive():
-                self._renewer = threading.Thread(
-                    target=self._renew_while_held, name="lease-renewer", daemon=True
+            # Not alive also after a fork: each process runs its own keeper.
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leases, name="lease-keeper", daemon=True
                 )
-                self._renewer.start()
+                self._keeper.start()
 
-    def _renew_while_held(self) -> None:
+    def _keep_leases(self) -> None:
+        """Every RELEASE_DELAY_SECONDS remove the holders given back that no hit
+        has removed; every third of a lease renew the leases held. Ends when
+        neither is left. (It polls: waking it from each request would cost the
+        requests more than its ticks.)"""
+        renew_at = time.monotonic() + self._renew_every
         while True:
-            time.sleep(self._renew_every)
+            time.sleep(RELEASE_DELAY_SECONDS)
+            self.flush_released()
+            if time.monotonic() < renew_at:
+                continue
+            renew_at = time.monotonic() + self._renew_every
             with self._lock:
-                if not self._held:
-                    self._renewer = None
+                if not self._held and not self._released:
+                    self._keeper = None
                     return
             self.renew_leases()

@@ -2,8 +2,10 @@
 storage layer, extended through its documented ``STORAGE_SCHEME`` registry).
 
 One Redis round trip per request: the hit also returns the window, so the
-``RateLimit-*`` headers need no second call, and takes the request's
-concurrency slot. Redis errors fail open.
+``RateLimit-*`` headers need no second call, takes the request's concurrency
+slot and first removes the slots this process's earlier requests gave back
+(:meth:`~service.ratelimit.leases.ConcurrencyLimiter.release_later`). Redis
+errors fail open.
 """
 
 from __future__ import annotations
@@ -64,13 +66,17 @@ end
 # KEYS[1]: the rate window; KEYS[2], when given: the concurrency limit's
 # holders, where an admitted hit also takes a slot (one round trip for both).
 # ARGV: limit, expiry (seconds), cost, key lifetime (seconds), then with
-# KEYS[2] take_slot's holder, limit, lease and key lifetime (ms). Returns
-# rate_hit's three values, then with KEYS[2] the slot: 1 taken, 0 all held,
-# -1 not tried (the hit was refused).
+# KEYS[2] take_slot's holder, limit, lease and key lifetime (ms), then the
+# holders this process has given back since (removed first, hit or not).
+# Returns rate_hit's three values, then with KEYS[2] the slot: 1 taken, 0 all
+# held, -1 not tried (the hit was refused).
 _RATE_HIT = (
     _RATE_HIT_LUA
     + TAKE_SLOT_LUA
     + """
+if KEYS[2] and #ARGV > 8 then
+    redis.call('ZREM', KEYS[2], unpack(ARGV, 9))
+end
 local window = rate_hit(
     KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 if KEYS[2] then
@@ -146,6 +152,7 @@ class SharedWindowStorage(RedisStorage):
         if leases and slot_key:
             keys.append(slot_key)
             args += leases.take_args(holder)
+            args += leases.take_released(slot_key)
         with redis_guard(COMPONENT) as guard:
             admitted, entries, oldest, *slot = self._hit(keys, args)
         if guard.failed:

@@ -14,7 +14,7 @@ from service.schemas.fields import FullMatch, Money, StrictDecimal, UserId
 
 # A letter, then letters and digits, with single '.' or '-' between them
 # (AAPL, BRK.B, BF-B): never ".", ".." or "-", which would name other URLs.
-SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Z][A-Z0-9]*(?:[.-][A-Z0-9]+)*$"
+SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Za-z][A-Za-z0-9]*(?:[.-][A-Za-z0-9]+)*$"  # any case
 PRICE_PLACES = 6
 MAX_QUANTITY = 1_000_000
 # price × MAX_QUANTITY must fit the ledger's NUMERIC(20, 6), i.e. stay below 10^14.
@@ -27,7 +27,7 @@ class SymbolPathSchema(Schema):
         required=True,
         validate=FullMatch(
             SYMBOL_PATTERN,
-            error="Must be a stock symbol: 1–10 of A-Z 0-9, starting with a letter, "
+            error="Must be a stock symbol: 1–10 of A-Z 0-9 (any case), starting with a letter, "
             "with '.' or '-' only between letters or digits (BRK.B).",
         ),
         metadata={"description": "The stock symbol; case does not matter.", "example": "AAPL"},

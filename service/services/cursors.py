@@ -56,7 +56,14 @@ def read(kind: str, cursor: str, keys: set[str]) -> dict[str, Any]:
 
 def browse_cursor(vendor_token: str | None, offset: int) -> str:
     """The cursor of position ``offset`` in the vendor page ``vendor_token`` names."""
-    return issue("browse", {"o": offset, "p": vendor_token})
+    return _browse_cursor(current_settings().token_secret, vendor_token, offset)
+
+
+@lru_cache(maxsize=1024)
+def _browse_cursor(secret: str, vendor_token: str | None, offset: int) -> str:
+    # Signed once per position and process: every cached listing hit issues one,
+    # and the same position always gives the same cursor.
+    return _serializer(secret, "browse").dumps({"o": offset, "p": vendor_token})
 
 
 def browse_position(cursor: str | None) -> tuple[str | None, int]:

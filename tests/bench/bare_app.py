@@ -7,6 +7,9 @@ from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 
 app = Flask(__name__)
+# The service's default MAX_REQUEST_BYTES: gunicorn's worker (the same class for
+# both servers) reads bodies up to it before calling the app.
+app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
 
 _PAGE = {
     "items": [

@@ -4,8 +4,9 @@ Runs one app with the limits on and one with them off (``RATE_LIMIT_ENABLED``)
 against the same trivial route, in alternating rounds through the WSGI test
 client (no network between client and app, so the difference is the limits'
 own cost), and counts the Redis round trips the limits make per request.
-Target: one round trip for the rate hit and the slot (one Lua script), one to
-give the slot back; at most 0.3 ms added (median) on loopback.
+Target: one round trip for the rate hit and the slot (one Lua script, which
+also gives back the previous request's slot); at most 0.3 ms added (median)
+on loopback.
 
     python -m tests.bench.bench_limits [--requests 5000] [--rounds 10]
 
@@ -182,7 +183,7 @@ def main() -> None:
     print(f"added by the limits     median {_ms(cost.added_median)}  mean {_ms(cost.added_mean)}")
     print(
         f"Redis round trips per request {cost.round_trips_per_request:.2f}"
-        " (rate hit and slot 1, give the slot back 1)"
+        " (rate hit, slot and the previous request's slot back: 1)"
     )
     verdict = "meets" if cost.added_median <= GOAL_ADDED_SECONDS else "misses"
     print(f"{verdict} the target of at most {GOAL_ADDED_SECONDS * 1000:.1f} ms added on loopback")

@@ -4,6 +4,7 @@ itself, proven in a real browser (headless Chromium) against a running service."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -117,3 +118,24 @@ def test_the_docs_page_lists_every_operation_and_tries_one_out(
     assert any(name.endswith("/docs/assets/swagger-ui-bundle.js") for name in loaded)
     assert any("/stocks" in name for name in loaded)  # the request "Execute" made
     assert {urlsplit(name).netloc for name in loaded} == {origin}
+
+
+def test_the_documented_symbol_pattern_admits_what_the_service_accepts(
+    client: FlaskClient,
+) -> None:
+    """Symbols are accepted in any case, so the document's pattern says so: a
+    client validating against it never refuses what the service takes."""
+    document = client.get("/openapi.json").json
+    assert document is not None
+    [symbol] = [
+        p
+        for p in document["paths"]["/stocks/{symbol}"]["get"]["parameters"]
+        if p["name"] == "symbol"
+    ]
+    pattern = re.compile(symbol["schema"]["pattern"])
+    for accepted in ("aapl", "AAPL", "brk.b"):
+        assert pattern.fullmatch(accepted)
+        assert client.get(f"/stocks/{accepted}").status_code in (200, 404)
+    for refused in (".", "..", "-", "AAPL."):
+        assert not pattern.fullmatch(refused)
+        assert client.get(f"/stocks/{refused}").status_code == 400

@@ -1,10 +1,14 @@
 """What the limits cost a request in Redis round trips (issue 17): the rate hit
-takes the concurrency slot in the same script, so an admitted request makes
-two round trips (hit and slot; slot back), and a refused one makes the hit
-alone or gives nothing back."""
+takes the concurrency slot in the same script and removes the slots the
+process's finished requests gave back, so an admitted request makes one round
+trip; a slot no later hit removes is given back by the lease keeper within
+``RELEASE_DELAY_SECONDS`` (one pipelined round trip for all waiting). Counted
+client-side."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,19 +18,19 @@ import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.ratelimit import CONCURRENCY_KEY_PREFIX
+from service.ratelimit import leases
 from service.ratelimit.leases import ConcurrencyLimiter
-
-KEY = f"{CONCURRENCY_KEY_PREFIX}:global"
+from tests.unit.test_ratelimit import KEY, RELEASED_WITHIN, settled_slots
 
 
 @pytest.fixture
-def probe(make_app: Callable[..., Flask]) -> Callable[..., FlaskClient]:
+def probe(make_app: Callable[..., Flask], redis_client: redis.Redis) -> Callable[..., FlaskClient]:
     def build(**overrides: object) -> FlaskClient:
         app = make_app(rate_limit_enabled=True, **overrides)
         app.add_url_rule("/probe", view_func=lambda: {"ok": True})
         client = app.test_client()
         client.get("/probe")  # loads the scripts
+        assert settled_slots(redis_client, 0) == 0
         return client
 
     return build
@@ -34,30 +38,56 @@ def probe(make_app: Callable[..., Flask]) -> Callable[..., FlaskClient]:
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every command this process sends to Redis from now on (counted
-    client-side: the server's stats count other tests' commands too)."""
+    """Every command this test's thread (the requests' path, not the lease
+    keeper's) sends to Redis from now on (counted client-side: the server's
+    stats count other tests' commands too)."""
     commands: list[Any] = []
     original = redis.connection.Connection.send_packed_command
+    requests_thread = threading.current_thread()
 
     def counted(self: redis.connection.Connection, command: Any, check_health: bool = True) -> None:
-        commands.append(command)
+        if threading.current_thread() is requests_thread:
+            commands.append(command)
         original(self, command, check_health)
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
     return commands
 
 
-def test_an_admitted_request_makes_two_round_trips(
-    probe: Callable[..., FlaskClient], sent: list[Any], redis_client: redis.Redis
+def test_an_admitted_request_makes_one_round_trip(
+    probe: Callable[..., FlaskClient],
+    sent: list[Any],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client = probe(rate_limit="1000/second", max_concurrent_requests=5)
+    client = probe(rate_limit="1000/second", max_concurrent_requests=1)
+    # A slow keeper: each slot here can only be given back by the next hit.
+    monkeypatch.setattr(leases, "RELEASE_DELAY_SECONDS", 1.0)
+    time.sleep(0.01)  # the keeper's tick under way ends; its next one is long
     for _ in range(10):
         sent.clear()
-        response = client.get("/probe")
+        response = client.get("/probe")  # one slot: each found the last one's given back
         assert response.status_code == 200
         assert response.headers["RateLimit-Limit"] == "1000"
-        assert len(sent) == 2  # rate hit + slot, slot back
-    assert redis_client.zcard(KEY) == 0  # every slot was given back
+        assert len(sent) == 1  # rate hit, slot, and the previous request's slot back
+    assert redis_client.zcard(KEY) == 1  # the last request's slot waits for a ride
+    deadline = time.monotonic() + 1.0 + RELEASED_WITHIN
+    while redis_client.zcard(KEY) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis_client.zcard(KEY) == 0  # the keeper gave it back
+
+
+def test_a_finished_request_s_slot_is_given_back_within_milliseconds(
+    probe: Callable[..., FlaskClient], sent: list[Any], redis_client: redis.Redis
+) -> None:
+    client = probe(rate_limit="1000/second", max_concurrent_requests=1)
+    other = ConcurrencyLimiter(1, redis_client, lease_seconds=60)  # another pod
+    for _ in range(5):
+        assert client.get("/probe").status_code == 200
+        answered = time.monotonic()
+        while (slot := other.acquire(KEY)) is None:
+            assert time.monotonic() - answered < RELEASED_WITHIN
+        other.release(slot)
 
 
 def test_a_request_refused_for_concurrency_makes_one_round_trip(
