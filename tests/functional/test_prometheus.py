@@ -29,6 +29,7 @@ from service.extensions import db
 from service.vendorapi.simulator import Simulator, SimulatorServer
 from tests import ledger
 from tests.bench.harness import RedisServer
+from tests.buys_support import STEADY_REPRICE_SECONDS
 from tests.deploy import helm, promql
 from tests.functional.servers import Gunicorn, free_port
 from tests.processes import run_flask
@@ -189,6 +190,8 @@ def test_prometheus_answers_every_dashboard_query_and_alert(
     prometheus: Callable[[Gunicorn], Prometheus],
     tmp_path: Path,
 ) -> None:
+    # Prices hold still: the test outlasts a repricing cycle, and its buys reuse one price.
+    simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
     # An attempt a crashed worker left pending: the `buys sweep` job ends it.
     ledger.record(db.session(), datetime.now(UTC) - timedelta(minutes=10), status="pending")
     # An order whose outcome nobody has reconciled for two hours.

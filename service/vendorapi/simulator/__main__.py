@@ -6,9 +6,7 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from service.config import SIMULATOR_API_KEY, SIMULATOR_PORT
 from service.vendorapi.simulator.config import SimulatorConfig
@@ -79,13 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # The stop signals wait in the main thread's sigwait, not in a handler: a
+    # handler that sets an Event can deadlock when a second signal (make run's
+    # Ctrl-C, then its TERM) lands while the main thread holds the Event's lock.
+    # Blocked before serve(), so the server's thread inherits the mask.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
         server = serve(Simulator(config), args.host, args.port)
     except OSError as error:
@@ -94,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     shape = f"{config.stocks} stocks, {config.page_size} per page, seed {config.seed}"
     print(f"vendor simulator on {server.url} ({shape})", flush=True)
-    stop.wait()
+    signal.sigwait(stop_signals)
     server.shutdown()
     return 0
 

@@ -616,3 +616,29 @@ def test_the_command_line_serves_until_stopped(stop: signal.Signals) -> None:
             _, errors = process.communicate(timeout=10)
     assert process.returncode == 0
     assert errors == ""
+
+
+def test_ctrl_c_then_term_always_stops_the_command_line() -> None:
+    """``make run`` stops its servers as a terminal does: SIGINT to the group,
+    then its own SIGTERM. Signals in a row must stop the simulator every time
+    (a handler setting an Event could deadlock on the Event's own lock)."""
+    command = [sys.executable, "-m", "service.vendorapi.simulator", "--port", "0"]
+    for _ in range(10):
+        with subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], 10)
+            assert ready, "the simulator printed nothing"
+            process.stdout.readline()
+            process.send_signal(signal.SIGINT)
+            for _ in range(200):  # more stop signals while it stops
+                if process.poll() is not None:
+                    break
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail("the simulator did not stop on SIGINT then SIGTERM")
+        assert process.returncode == 0
