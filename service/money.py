@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 _CENTS = Decimal("0.01")
-_LEDGER_STEP = Decimal("0.000001")
+LEDGER_PLACES = 6  # the ledger's NUMERIC(…, 6): prices and amounts to the millionth
+_LEDGER_STEP = Decimal(1).scaleb(-LEDGER_PLACES)
 
 
 def money_text(value: Decimal) -> str:
@@ -16,6 +17,12 @@ def money_text(value: Decimal) -> str:
     if normal.as_tuple().exponent > -2:  # type: ignore[operator]
         normal = value.quantize(_CENTS)
     return format(normal, "f")
+
+
+def fits_ledger(value: Decimal) -> bool:
+    """``value`` is a finite amount with at most :data:`LEDGER_PLACES` decimals."""
+    exponent = value.normalize().as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -LEDGER_PLACES
 
 
 def quantize_money(value: Decimal) -> Decimal:

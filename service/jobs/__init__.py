@@ -21,6 +21,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 log = logging.getLogger("service.jobs")
 
 
+# A UTC day on the command line (--date, --since).
+DAY_FORMAT = click.DateTime(formats=["%Y-%m-%d"])
+
+
 class JobCommand(click.Command):
     """A job's command: its run is logged at the start (INFO) and the end (INFO
     when it exits 0, else WARNING, with the exit code and the error). A

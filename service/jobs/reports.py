@@ -16,13 +16,11 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import InvalidInput, ReportDayNotClosed, ServiceError
-from service.jobs import JobGroup, database_problem
+from service.jobs import DAY_FORMAT, JobGroup, database_problem
 from service.services import reports
 from service.services.reports import ReportOutcome
 
 report = JobGroup("report", help="The daily transaction report.")
-
-DAY_FORMAT = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @report.command("send")

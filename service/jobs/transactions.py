@@ -17,7 +17,7 @@ from decimal import Decimal
 import click
 
 from service.errors import InvalidInput, ResolutionConflict, TransactionNotFound
-from service.jobs import JobGroup
+from service.jobs import DAY_FORMAT, JobGroup
 from service.models import ResolutionStatus, Transaction, TransactionResolution, TransactionStatus
 from service.money import money_text
 from service.schemas.buys import TransactionSchema
@@ -54,7 +54,7 @@ class _Conflict(click.ClickException):
 )
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY_FORMAT,
     help="Only attempts created on this UTC day (YYYY-MM-DD) or later.",
 )
 @click.option("--user", "user_id", help="Only this user's attempts.")

@@ -10,12 +10,12 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from service.auth import bind_user
 from service.models import ResolutionStatus, TransactionStatus
+from service.money import LEDGER_PLACES, fits_ledger
 from service.schemas.fields import FullMatch, Money, StrictDecimal, UserId
 
 # A letter, then letters and digits, with single '.' or '-' between them
 # (AAPL, BRK.B, BF-B): never ".", ".." or "-", which would name other URLs.
 SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Za-z][A-Za-z0-9]*(?:[.-][A-Za-z0-9]+)*$"  # any case
-PRICE_PLACES = 6
 MAX_QUANTITY = 1_000_000
 # price × MAX_QUANTITY must fit the ledger's NUMERIC(20, 6), i.e. stay below 10^14.
 MAX_PRICE = Decimal(10**8)
@@ -52,8 +52,8 @@ class IdempotencyHeaderSchema(Schema):
 
 
 def _at_most_six_decimals(value: Decimal) -> None:
-    if value.normalize().as_tuple().exponent < -PRICE_PLACES:  # type: ignore[operator]
-        raise ValidationError(f"At most {PRICE_PLACES} decimals.")
+    if not fits_ledger(value):
+        raise ValidationError(f"At most {LEDGER_PLACES} decimals.")
 
 
 class BuyRequestSchema(Schema):
@@ -73,7 +73,7 @@ class BuyRequestSchema(Schema):
         ],
         metadata={
             "description": "The price per share the buyer expects: a JSON number or a "
-            f"decimal string, > 0, at most {PRICE_PLACES} decimals. It must lie within "
+            f"decimal string, > 0, at most {LEDGER_PLACES} decimals. It must lie within "
             "PRICE_TOLERANCE of the market price.",
             # Numbers, not the Decimals apispec would write as strings (invalid OpenAPI).
             "minimum": 0,

@@ -25,7 +25,7 @@ from service.errors import InvalidInput, ResolutionConflict, TransactionNotFound
 from service.extensions import db
 from service.models import ResolutionStatus, Transaction, TransactionStatus
 from service.models.base import utcnow
-from service.money import money_text
+from service.money import LEDGER_PLACES, fits_ledger, money_text
 from service.repositories import portfolios as portfolios_repository
 from service.repositories import resolutions, summaries
 from service.services import portfolios
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 # metric (and the chart's alert) counts it.
 RECONCILE_WITHIN = timedelta(hours=1)
 NAME_MAX_LENGTH = 64
-PRICE_PLACES = 6
 
 
 @dataclass(frozen=True)
@@ -165,11 +164,10 @@ def _check_input(
     if not note.strip():
         fields["note"] = ["Say how the outcome was confirmed."]
     if executed_price is not None:
-        exponent = executed_price.normalize().as_tuple().exponent
         if status != ResolutionStatus.SUCCEEDED:
             fields["executedPrice"] = ["Only an executed (succeeded) order has a price."]
-        elif executed_price <= 0 or not isinstance(exponent, int) or exponent < -PRICE_PLACES:
-            fields["executedPrice"] = [f"A positive price with at most {PRICE_PLACES} decimals."]
+        elif not fits_ledger(executed_price) or executed_price <= 0:
+            fields["executedPrice"] = [f"A positive price with at most {LEDGER_PLACES} decimals."]
     if fields:
         raise InvalidInput(details={"fields": fields})
 
