@@ -22,6 +22,10 @@ from service.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
+# How long a job records its runs in Redis (the sweep's and the tokens refresh's
+# last run, last success, counts): longer than any alert window that reads them.
+JOB_RECORD_SECONDS = 30 * 86_400
+
 
 def record_failure(component: str, exc: RedisError) -> None:
     """Count and log a bypassed Redis failure."""

@@ -28,7 +28,7 @@ from redis.lock import Lock
 from redis.typing import EncodableT, FieldT
 
 from service import cache
-from service.cache import redis_guard
+from service.cache import JOB_RECORD_SECONDS, redis_guard
 from service.extensions import redis_store
 from service.marketdata.codec import CachedPage, Catalogue, Quote
 from service.vendorapi.client import StockPage
@@ -48,8 +48,6 @@ PAGE_RETENTION_SECONDS = 86_400
 # Kept three refresh cycles, so a late or failed daily refresh never leaves
 # search (or the unknown-symbol check) without a catalogue; the token map too.
 CATALOGUE_RETENTION_SECONDS = 3 * 86_400
-# The tokens refresh's records outlive any alert window that reads them.
-RECORD_RETENTION_SECONDS = 30 * 86_400
 
 
 def quote_key(symbol: str) -> str:
@@ -238,9 +236,9 @@ def record_refresh(record: Mapping[str, Any], ok: bool) -> None:
     encoded = cache.dumps(record)
     with redis_guard("tokens"):
         pipe = redis_store.client.pipeline(transaction=True)
-        pipe.set(LAST_RUN_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
+        pipe.set(LAST_RUN_KEY, encoded, ex=JOB_RECORD_SECONDS)
         if ok:
-            pipe.set(LAST_SUCCESS_KEY, encoded, ex=RECORD_RETENTION_SECONDS)
+            pipe.set(LAST_SUCCESS_KEY, encoded, ex=JOB_RECORD_SECONDS)
         pipe.execute()
 
 

@@ -145,10 +145,21 @@ def buy(
         )
         if outcome.order is not None:
             portfolios.invalidate(user_id)  # in case the commit did land
-        raise OutcomeNotRecorded(
-            details={"transactionId": transaction_id}, retry_after=_RETRY_PENDING_SECONDS
-        ) from exc
+        raise _not_recorded(transaction_id, idempotency_key) from exc
     return result_of(finished)
+
+
+def _not_recorded(transaction_id: int, idempotency_key: str | None) -> OutcomeNotRecorded:
+    """The 503 of an outcome kept but not yet in the ledger. It invites a retry
+    (``Retry-After``) only with a key: without one, a retry is a new order."""
+    details = {"transactionId": transaction_id}
+    if idempotency_key:
+        return OutcomeNotRecorded(details=details, retry_after=_RETRY_PENDING_SECONDS)
+    return OutcomeNotRecorded(
+        f"The order's outcome could not be recorded yet; do not resend (the order may "
+        f"have executed): look up transaction {transaction_id} later.",
+        details=details,
+    )
 
 
 def result_of(transaction: Transaction, *, replayed: bool = False) -> Transaction:

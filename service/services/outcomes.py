@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -52,9 +52,11 @@ OUTCOMES_TTL_SECONDS = 7 * 24 * 3600
 # How long a buy waits for the ledger to come back before it answers 503.
 RECORD_PATIENCE_SECONDS = 9.0
 _RECORD_WAIT_SECONDS = 0.5
-# Without Redis, a worker thread retries this long: well before the sweep
-# gives up on the pending row (ABANDONED_AFTER is twice the order deadline).
-_BACKGROUND_PATIENCE_SECONDS = ORDER_DEADLINE_SECONDS
+# Without Redis, a worker thread retries this long. A last order may be sent
+# at the order deadline (half of ABANDONED_AFTER) and take a vendor timeout and
+# the buy's own patience; the thread stops a minute before the sweep would
+# give up on the pending row, so the two never race.
+_BACKGROUND_PATIENCE_SECONDS = ORDER_DEADLINE_SECONDS - 60 - RECORD_PATIENCE_SECONDS
 _BACKGROUND_WAIT_SECONDS = 2.0
 # The database connection failed (not a bug in the statement): worth retrying.
 LEDGER_DOWN = (OperationalError, InterfaceError)
@@ -156,17 +158,36 @@ class KeptOutcomes:
 def apply_all_kept() -> KeptOutcomes:
     """Apply every kept outcome (the sweep's first step).
 
-    :raises SQLAlchemyError: the ledger could not be written; what is left stays kept.
+    :raises OperationalError | InterfaceError: the ledger is unreachable; what
+        is left stays kept.
     """
     kept: dict[bytes | str, bytes | str] = {}
     with redis_guard("outcomes") as guard:
         kept = redis_store.client.hgetall(OUTCOMES_KEY)
-    for field, raw in kept.items():
-        record(int(field), Outcome.from_json(json.loads(raw)))
-        _discard(int(field))
-    if kept:
-        log.warning("kept buy outcomes applied", extra={"transaction_ids": sorted(map(int, kept))})
-    return KeptOutcomes(len(kept), not guard.failed)
+    applied = [int(field) for field, raw in kept.items() if _apply_one(int(field), raw)]
+    if applied:
+        log.warning("kept buy outcomes applied", extra={"transaction_ids": sorted(applied)})
+    return KeptOutcomes(len(applied), not guard.failed)
+
+
+def _apply_one(transaction_id: int, raw: bytes | str) -> bool:
+    """Apply one kept outcome; one the ledger refuses (its row is gone, a value
+    it cannot store) is logged and stays kept, so it never stops the others.
+
+    :raises OperationalError | InterfaceError: the ledger is unreachable.
+    """
+    try:
+        record(transaction_id, Outcome.from_json(json.loads(raw)))
+    except LEDGER_DOWN:
+        raise
+    except (SQLAlchemyError, ValueError, KeyError, TypeError) as exc:
+        log.error(
+            "kept buy outcome cannot be applied; it stays kept",
+            extra={"transaction_id": transaction_id, "error": repr(exc)},
+        )
+        return False
+    _discard(transaction_id)
+    return True
 
 
 def _discard(transaction_id: int) -> None:

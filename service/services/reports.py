@@ -108,7 +108,7 @@ def send_daily_report(day: date | None = None, *, force: bool = False) -> Report
     if claimed_at is None:
         return _not_claimed(day)
     try:
-        # Attempts whose worker died mid-buy get their final status (unknown)
+        # Attempts whose worker died mid-buy get their final status (failed or unknown)
         # first, in their own transaction: the day is then read from one snapshot.
         finalise_abandoned()
         report, message_id, delivery = _compose_and_deliver(day, now)

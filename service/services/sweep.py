@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from flask import Flask
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from service.cache import redis_guard
+from service.cache import JOB_RECORD_SECONDS, redis_guard
 from service.extensions import db, redis_store
 from service.metrics import BUYS
 from service.models import TransactionStatus
@@ -39,9 +39,9 @@ LAST_SUCCESS_KEY = "buys:sweep:last_success"  # Unix time of the last successful
 # How many attempts have been finalised as abandoned, by any process: the sweep
 # runs in CronJob pods that are never scraped, so the web pods export this.
 FINALISED_KEY = "buys:sweep:finalised_total"
-# Both keys are rewritten at each run (the count: at each finalisation); a
-# count untouched this long restarts at 0, which Prometheus reads as a reset.
-RECORD_RETENTION_SECONDS = 30 * 86_400
+# Both keys are rewritten at each run (the count: at each finalisation) and
+# live JOB_RECORD_SECONDS; a count untouched that long restarts at 0, which
+# Prometheus reads as a reset.
 
 
 def finalise_abandoned(older_than: timedelta = ABANDONED_AFTER) -> int:
@@ -84,7 +84,7 @@ def _end_pending(cutoff: datetime, outcome: Outcome, *, sent: bool) -> int:
         with redis_guard("sweep"):
             pipe = redis_store.client.pipeline(transaction=False)
             pipe.incrby(FINALISED_KEY, len(ids))
-            pipe.expire(FINALISED_KEY, RECORD_RETENTION_SECONDS)
+            pipe.expire(FINALISED_KEY, JOB_RECORD_SECONDS)
             pipe.execute()
         log.warning(
             "abandoned buy attempts finalised",
@@ -104,7 +104,7 @@ def sweep() -> int:
     """
     finalised = finalise_abandoned()
     with redis_guard("sweep"):
-        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp(), ex=RECORD_RETENTION_SECONDS)
+        redis_store.client.set(LAST_SUCCESS_KEY, utcnow().timestamp(), ex=JOB_RECORD_SECONDS)
     return finalised
 
 

@@ -656,6 +656,27 @@ def test_a_confirmed_order_whose_outcome_cannot_be_written_is_applied_on_retry(
     assert summaries()[("succeeded", "", "AAPL")].count == 1
 
 
+def test_an_unrecorded_outcome_invites_a_retry_only_with_an_idempotency_key(
+    client: FlaskClient,
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    brief_patience: None,
+) -> None:
+    """Without a key a retry is a new order: the 503 must not invite one."""
+    price = simulator.price("AAPL")
+    with monkeypatch.context() as patched:
+        patched.setattr(outcomes, "record", _ledger_lost)
+        keyed = post_buy(client, price, 1, key="lost-with-key")
+        keyless = post_buy(client, price, 1)
+
+    assert (keyed.status_code, keyless.status_code) == (503, 503)
+    assert keyed.headers.get("Retry-After") is not None
+    assert "Retry-After" not in keyless.headers
+    assert _error(keyless)["code"] == "outcome_not_recorded"
+    assert "do not resend" in _error(keyless)["message"]
+    assert _error(keyless)["details"]["transactionId"] == max(row.id for row in ledger())
+
+
 def test_the_sweep_applies_a_kept_outcome_before_giving_up_on_pending_rows(
     client: FlaskClient,
     simulator: Simulator,

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from flask import Flask
 
+from service.extensions import redis_store
 from service.models import TransactionStatus
-from service.services import outcomes
+from service.services import outcomes, sweep
 from service.services.orders import Outcome
 from service.vendorapi.client import VendorOrder
 from tests.buys_support import holdings, ledger, pending, summaries
@@ -50,3 +51,20 @@ def test_a_row_without_a_kept_outcome_is_left_to_the_sweep(app: Flask) -> None:
     assert not outcomes.apply_kept(transaction_id)
     assert outcomes.apply_all_kept() == outcomes.KeptOutcomes(applied=0, readable=True)
     assert [row.status for row in ledger()] == ["pending"]
+
+
+def test_a_kept_outcome_the_ledger_refuses_stops_neither_the_others_nor_the_sweep(
+    app: Flask,
+) -> None:
+    applicable = pending(age=timedelta(minutes=1), orders=1)
+    abandoned = pending(age=timedelta(minutes=30), orders=1)
+    outcomes.keep(applicable, BOUGHT)
+    outcomes.keep(2_000_000_000, BOUGHT)  # its row is gone: the ledger cannot take it
+
+    assert outcomes.apply_all_kept() == outcomes.KeptOutcomes(applied=1, readable=True)
+    assert sweep.finalise_abandoned(timedelta(minutes=10)) == 1
+
+    by_id = {row.id: row.status for row in ledger()}
+    assert by_id == {applicable: "succeeded", abandoned: "unknown"}
+    assert holdings()["AAPL"].quantity == 2
+    assert redis_store.client.hkeys(outcomes.OUTCOMES_KEY) == [b"2000000000"]  # still kept
