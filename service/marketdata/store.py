@@ -105,10 +105,12 @@ def poll_page(token: str | None) -> tuple[CachedPage | None, bool] | None:
     """The cached page (any age) and whether its single-flight lock is held,
     in one round trip; ``None`` when Redis failed."""
     with redis_guard("cache"):
+        # The lock first: a page written just before the lock was let go is then
+        # seen by the GET (both run in order on the server).
         pipe = redis_store.client.pipeline(transaction=False)
-        pipe.get(page_key(token))
         pipe.exists(lock_key(token))
-        raw, locked = pipe.execute()
+        pipe.get(page_key(token))
+        locked, raw = pipe.execute()
         return _page(raw), bool(locked)
     return None
 

@@ -182,6 +182,13 @@ class ConcurrencyLimiter:
         with self._lock:
             return self._released.pop(key, [])
 
+    def requeue_released(self, key: str, holders: list[str]) -> None:
+        """Queue again the ``holders`` :meth:`take_released` gave out, when the
+        script that was to remove them failed."""
+        if holders:
+            with self._lock:
+                self._released.setdefault(key, []).extend(holders)
+
     def flush_released(self) -> None:
         """Remove every holder given back with :meth:`release_later` and not
         yet removed, in one round trip."""

@@ -148,14 +148,17 @@ class SharedWindowStorage(RedisStorage):
         args: list[str | int] = [limit, expiry, amount, LIMITER_KEY_SECONDS]
         leases = self.leases if has_app_context() else None
         slot_key: str | None = g.pop(_SLOT_WANTED, None) if leases else None
-        holder = ConcurrencyLimiter.new_holder()
+        holder, released = "", []
         if leases and slot_key:
+            holder, released = ConcurrencyLimiter.new_holder(), leases.take_released(slot_key)
             keys.append(slot_key)
             args += leases.take_args(holder)
-            args += leases.take_released(slot_key)
+            args += released
         with redis_guard(COMPONENT) as guard:
             admitted, entries, oldest, *slot = self._hit(keys, args)
         if guard.failed:
+            if leases and slot_key:  # not removed: the keeper tries again
+                leases.requeue_released(slot_key, released)
             return True  # the slot is then taken on its own (fail open)
         _report_window(limit, int(entries), float(oldest), expiry)
         if leases and slot_key and slot == [1]:

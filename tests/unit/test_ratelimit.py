@@ -276,6 +276,21 @@ def test_renewed_lease_outlives_its_first_term(redis_client: redis.Redis) -> Non
     assert redis_client.zcard(KEY) == 0
 
 
+def test_a_slot_whose_removal_failed_is_removed_by_the_next_flush(
+    redis_client: redis.Redis,
+) -> None:
+    mine = ConcurrencyLimiter(1, redis_client, lease_seconds=LONG_LEASE)
+    slot = mine.acquire(KEY)
+    assert slot is not None
+    mine.release_later(slot)
+    taken = mine.take_released(KEY)  # a rate hit's script was to remove it …
+    mine.requeue_released(KEY, taken)  # … but Redis failed under it
+    assert redis_client.zcard(KEY) == 1
+    mine.flush_released()
+    assert redis_client.zcard(KEY) == 0
+    assert ConcurrencyLimiter(1, redis_client).acquire(KEY) is not None
+
+
 @pytest.mark.parametrize("url", [None, DEAD_REDIS], ids=["embedded", "redis-down"])
 def test_without_redis_slots_are_counted_per_process(url: str | None) -> None:
     client = redis.Redis.from_url(url, socket_connect_timeout=0.25) if url else None
