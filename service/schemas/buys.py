@@ -11,11 +11,10 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from service.auth import bind_user
 from service.models import ResolutionStatus, TransactionStatus
 from service.money import LEDGER_PLACES, fits_ledger
-from service.schemas.fields import FullMatch, Money, StrictDecimal, UserId
+from service.schemas.fields import Money, StrictDecimal, Symbol, UserId
 
 # A letter, then letters and digits, with single '.' or '-' between them
 # (AAPL, BRK.B, BF-B): never ".", ".." or "-", which would name other URLs.
-SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Za-z][A-Za-z0-9]*(?:[.-][A-Za-z0-9]+)*$"  # any case
 MAX_QUANTITY = 1_000_000
 # price × MAX_QUANTITY must fit the ledger's NUMERIC(20, 6), i.e. stay below 10^14.
 MAX_PRICE = Decimal(10**8)
@@ -23,20 +22,7 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class SymbolPathSchema(Schema):
-    symbol = fields.String(
-        required=True,
-        validate=FullMatch(
-            SYMBOL_PATTERN,
-            error="Must be a stock symbol: 1–10 of A-Z 0-9 (any case), starting with a letter, "
-            "with '.' or '-' only between letters or digits (BRK.B).",
-        ),
-        metadata={"description": "The stock symbol; case does not matter.", "example": "AAPL"},
-    )
-
-    @pre_load
-    def upper_case(self, data: Any, **_kwargs: Any) -> Any:
-        symbol = data.get("symbol")
-        return {**data, "symbol": symbol.upper()} if isinstance(symbol, str) else data
+    symbol = Symbol(required=True)
 
 
 class IdempotencyHeaderSchema(Schema):

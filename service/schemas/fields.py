@@ -1,4 +1,4 @@
-"""Fields shared by several features' schemas: money out, user ids and decimals in."""
+"""Fields shared by several features' schemas: money out, user ids, symbols and decimals in."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from marshmallow import ValidationError, fields, validate
 from service.money import money_text
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Any case (read as upper case): 1–10 letters and digits, starting with a letter,
+# '.' or '-' only between them (BRK.B, BF-B).
+SYMBOL_PATTERN = r"^(?=.{1,10}$)[A-Za-z][A-Za-z0-9]*(?:[.-][A-Za-z0-9]+)*$"
+# Issued cursors stay far below this; it keeps request lines inside gunicorn's 4,094 bytes.
+NEXT_TOKEN_MAX_LENGTH = 1024
 # A decimal written as a string: ASCII digits, an optional point and decimals.
 # Python's Decimal() would also take " 218.27 ", "1_0", "١٢" and "1e999999999".
 PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -78,3 +83,26 @@ class StrictDecimal(fields.Decimal):
         if number.adjusted() >= MAX_DECIMAL_DIGITS or exponent < -MAX_DECIMAL_DIGITS:
             raise self.make_error("range")
         return number
+
+
+class Symbol(fields.String):
+    """A stock symbol, accepted in any case and read as upper case."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "description": "The stock symbol; case does not matter.",
+            "example": "AAPL",
+            **kwargs.pop("metadata", {}),
+        }
+        error = (
+            "Must be a stock symbol: 1–10 of A-Z 0-9 (any case), starting with a letter, "
+            "with '.' or '-' only between letters or digits (BRK.B)."
+        )
+        super().__init__(
+            validate=FullMatch(SYMBOL_PATTERN, error=error), metadata=metadata, **kwargs
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return value.upper()

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from service.marketdata import HIT, MISS, STALE
-from service.schemas.fields import Money
+from service.schemas.fields import NEXT_TOKEN_MAX_LENGTH, Money
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -36,9 +36,7 @@ class StockQuerySchema(Schema):
     next_token = fields.String(
         data_key="nextToken",
         load_default=None,
-        # Issued tokens stay well under this (a ≤ 512-character vendor token,
-        # wrapped); it keeps request lines inside gunicorn's 4,094 bytes.
-        validate=validate.Length(max=1024),
+        validate=validate.Length(max=NEXT_TOKEN_MAX_LENGTH),
         metadata={
             "description": "The `nextToken` of the previous page, unchanged (empty: the first "
             "page). Opaque; a token belongs to the listing (search or not) that issued it."

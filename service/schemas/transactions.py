@@ -6,18 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from service.models import TransactionStatus
 from service.schemas.buys import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
-    SYMBOL_PATTERN,
     TransactionSchema,
 )
-from service.schemas.fields import FullMatch, UserId
+from service.schemas.fields import NEXT_TOKEN_MAX_LENGTH, Symbol, UserId
 from service.schemas.stocks import DEFAULT_LIMIT, MAX_LIMIT
 
-MAX_TOKEN_LENGTH = 1024
 _STATUSES = [status.value for status in TransactionStatus]
 _MOMENT = (
     "an ISO-8601 date (2026-12-01) or date-time (2026-12-01T09:30:00Z), UTC unless it has an offset"
@@ -57,10 +55,7 @@ class HistoryQuerySchema(Schema):
             "example": "failed,unknown",
         },
     )
-    symbol = fields.String(
-        validate=FullMatch(SYMBOL_PATTERN, error="Must be 1–10 of A-Z 0-9 . -."),
-        metadata={"description": "Only this stock; case does not matter.", "example": "AAPL"},
-    )
+    symbol = Symbol(metadata={"description": "Only this stock; case does not matter."})
     start = UtcMoment(
         data_key="from",
         metadata={"description": f"Created at or after this: {_MOMENT}.", "example": "2026-12-01"},
@@ -82,17 +77,12 @@ class HistoryQuerySchema(Schema):
     next_token = fields.String(
         data_key="nextToken",
         load_default=None,
-        validate=validate.Length(max=MAX_TOKEN_LENGTH),
+        validate=validate.Length(max=NEXT_TOKEN_MAX_LENGTH),
         metadata={
             "description": "The `nextToken` of the previous page, unchanged, with the same "
             "filters (empty: the first page). Signed: any other value is a 400 invalid_token."
         },
     )
-
-    @pre_load
-    def upper_case(self, data: Any, **_kwargs: Any) -> Any:
-        symbol = data.get("symbol")
-        return {**data, "symbol": symbol.upper()} if isinstance(symbol, str) else data
 
     @validates_schema
     def ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
