@@ -161,8 +161,20 @@ def read_catalogue() -> Catalogue | None:
     return None if stored is None else Catalogue.from_json(stored)
 
 
-def store_catalogue(catalogue: Catalogue) -> None:
-    cache.set_many_json({CATALOGUE_KEY: catalogue.to_json()}, CATALOGUE_RETENTION_SECONDS)
+def store_catalogue(catalogue: Catalogue, tokens: Mapping[str, str | None] | None = None) -> None:
+    """Store the catalogue and, from a walk, each symbol's page token (``tokens``:
+    symbol → the token of its page), in one round trip: pages served from the
+    cache on the way did not write the map."""
+    with redis_guard("cache"):
+        pipe = redis_store.client.pipeline(transaction=False)
+        pipe.set(CATALOGUE_KEY, cache.dumps(catalogue.to_json()), ex=CATALOGUE_RETENTION_SECONDS)
+        if tokens:
+            pipe.hset(
+                TOKEN_MAP_KEY,
+                mapping={symbol: token or FIRST_PAGE for symbol, token in tokens.items()},
+            )
+            pipe.expire(TOKEN_MAP_KEY, CATALOGUE_RETENTION_SECONDS)
+        pipe.execute()
 
 
 def walk_lock(seconds: float) -> Lock:

@@ -47,12 +47,15 @@ def pages(load: Load, start: str | None = None) -> Iterator[tuple[str | None, Ca
 
 def catalogue(load: Load) -> tuple[Catalogue, dict[str, VendorStock]]:
     """The whole catalogue, and its items by symbol in vendor order; the
-    catalogue (without prices) is stored, so the next search need not walk."""
+    catalogue (without prices) and every symbol's page token are stored, so
+    the next search or buy need not walk."""
     found: dict[str, VendorStock] = {}
-    for _, cached in pages(load):
+    tokens: dict[str, str | None] = {}
+    for token, cached in pages(load):
         found.update((item.symbol, item) for item in cached.page.items)
+        tokens.update((item.symbol, token) for item in cached.page.items)
     walked = Catalogue.of(found.values(), clock.now())
-    store.store_catalogue(walked)
+    store.store_catalogue(walked, tokens)
     return walked, found
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.marketdata import clock, fill, store, walk
-from service.marketdata.codec import Catalogue
+from service.marketdata.codec import CachedPage, Catalogue
 from service.services import stocks
 from service.vendorapi.errors import UnknownSymbol
 from service.vendorapi.simulator import Simulator
@@ -108,3 +108,25 @@ def test_concurrent_walks_in_several_pods_walk_once(
 
     assert found == [120] * 6
     assert _listed(simulator) == PAGES
+
+
+def test_a_walk_over_cached_pages_fills_the_token_map_again(
+    client: FlaskClient, simulator: Simulator, redis_client: redis.Redis
+) -> None:
+    """The map lost its entries (evicted) while the pages stayed cached: the
+    walk that finds a symbol, served by the cache, puts them back, so the
+    next buy of another symbol on a later page is one page away, not a walk."""
+
+    def load(token: str | None) -> CachedPage:
+        return fill.load_page(token)[0]
+
+    walk.catalogue(load)  # every page cached, map and catalogue stored
+    last = simulator.symbols()[-1]
+    redis_client.delete(store.TOKEN_MAP_KEY, store.CATALOGUE_KEY)
+    before = _listed(simulator)
+
+    walk.catalogue(load)
+
+    assert _listed(simulator) == before  # served by the page cache
+    assert redis_client.hget(store.TOKEN_MAP_KEY, last) is not None
+    assert redis_client.hlen(store.TOKEN_MAP_KEY) == len(simulator.symbols())
