@@ -158,9 +158,10 @@ def _search(term: str, offset: int, limit: int) -> StockListing:
     chosen = [symbol for _, symbol in ranked[offset : offset + limit]]
     found = _items_by_symbol(chosen, walked, loads)
     if walked is None and len(found) < len(chosen):
-        # The map lost a symbol or the vendor moved or dropped it: walk, and
-        # store what the walk saw, so the next search does not walk again.
-        walked = walk.catalogue(loads.load)[1]
+        # The map lost a symbol or the vendor moved or dropped it: walk (once
+        # for every pod: a waiter reads the map the walk stored), so the next
+        # search does not walk again.
+        walked = walk.shared_catalogue(loads.load)[1]
         found = _items_by_symbol(chosen, walked, loads)
     items = tuple(found[symbol] for symbol in chosen if symbol in found)
     following = offset + limit if offset + limit < len(ranked) else None
