@@ -163,13 +163,29 @@ def _start_timer() -> None:
     HTTP_IN_FLIGHT.inc()
 
 
+# The children of both request families by their labels (bounded: methods,
+# endpoints and status codes are), so a request does not resolve its labels
+# through prometheus-client's locked lookup each time.
+_duration_children: dict[tuple[str, str], Histogram] = {}
+_request_children: dict[tuple[str, str, int], Counter] = {}
+
+
 def _observe(response: Response) -> Response:
     if "metrics_started" in g:
         endpoint = _endpoint()
         method = _method()
         seconds = time.perf_counter() - g.metrics_started
-        HTTP_DURATION.labels(method, endpoint).observe(seconds)
-        HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
+        duration = _duration_children.get((method, endpoint))
+        if duration is None:
+            duration = _duration_children[method, endpoint] = HTTP_DURATION.labels(method, endpoint)
+        duration.observe(seconds)
+        status = response.status_code
+        requests = _request_children.get((method, endpoint, status))
+        if requests is None:
+            requests = _request_children[method, endpoint, status] = HTTP_REQUESTS.labels(
+                method, endpoint, str(status)
+            )
+        requests.inc()
         log_request(response, seconds)
     return response
 

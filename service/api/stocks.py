@@ -63,32 +63,49 @@ def preview(path: dict[str, str], **_unvalidated: str) -> QuotePreview:
 
 _ITEMS = StockSchema(many=True)
 _REST = StockListingSchema(exclude=("items",))
-# Rendered items by the listing's content key: a page's JSON cannot change
-# while the page is served, so a cached listing is dumped once per process,
-# not per request. Content-addressed, so it never serves what the listing
-# does not hold; bounded by emptying it when full.
+# Rendered listings: a page's JSON cannot change while the page is served, so
+# a cached listing is rendered once per process, not per request. Items by the
+# listing's content key; whole bodies by content key, next token and meta (the
+# meta's age changes each second). Content-addressed, so neither serves what
+# the listing does not hold; bounded by emptying each when full.
 RENDERED_MEMO_SIZE = 256  # at most a few MB (100 items of JSON each)
 _rendered_items: dict[Hashable, str] = {}
+_rendered_bodies: dict[Hashable, str] = {}
 
 
 def _dumps(value: Any) -> str:
     return current_app.json.dumps(value, separators=(",", ":"))
 
 
+def _remember(memo: dict[Hashable, str], key: Hashable, value: str) -> str:
+    if len(memo) >= RENDERED_MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def _rendered(listing: StockListing) -> Response:
     """``listing`` as :class:`StockListingSchema` dumps it (the schema stays the
-    source of the document), its items' JSON rendered once per content key.
+    source of the document), rendered once per content key and meta.
 
     flask-smorest returns a view's ``Response`` as it is.
     """
     key = listing.content_key
+    if key is None:
+        body = _body(listing, None)
+    else:
+        whole = (key, listing.next_token, listing.meta)
+        body = _rendered_bodies.get(whole) or _remember(
+            _rendered_bodies, whole, _body(listing, key)
+        )
+    return current_app.response_class(body, mimetype="application/json")
+
+
+def _body(listing: StockListing, key: Hashable | None) -> str:
     items = _rendered_items.get(key) if key is not None else None
     if items is None:
         items = _dumps(_ITEMS.dump(listing.items))
         if key is not None:
-            if len(_rendered_items) >= RENDERED_MEMO_SIZE:
-                _rendered_items.clear()
-            _rendered_items[key] = items
+            _remember(_rendered_items, key, items)
     rest = _dumps(_REST.dump(listing))  # {"nextToken":…,"meta":{…}}
-    body = '{"items":' + items + "," + rest[1:] + "\n"
-    return current_app.response_class(body, mimetype="application/json")
+    return '{"items":' + items + "," + rest[1:] + "\n"

@@ -104,3 +104,12 @@ def test_a_request_refused_for_concurrency_makes_one_round_trip(
     assert len(sent) == 1  # the hit found the slots taken: nothing to give back
     other.release(held)
     assert client.get("/probe").status_code == 200
+
+
+def test_the_rate_hit_survives_a_redis_that_forgot_its_scripts(
+    probe: Callable[..., FlaskClient], redis_client: redis.Redis
+) -> None:
+    client = probe(rate_limit="3/minute", max_concurrent_requests=1)  # one request spent
+    redis_client.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+    statuses = [client.get("/probe").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]  # the script loaded again, the window kept
