@@ -4,8 +4,8 @@ Every endpoint except those of :data:`~service.api.OPEN_BLUEPRINTS` (probes, met
 docs) is guarded by two limits, so a feature blueprint is limited without
 doing anything:
 
-* **rate** — flask-limiter's application-wide limit ``RATE_LIMIT`` on a
-  *moving* window: an exact log of admissions, so a burst cannot double the
+* **rate** — an application-wide limit ``RATE_LIMIT`` on limits' *moving*
+  window: an exact log of admissions, so a burst cannot double the
   limit across a window edge. The log lives in Redis (one key for everybody,
   or one per client address with ``RATE_LIMIT_SCOPE=client``).
 * **per-user rate** (``AUTH_MODE=jwt`` with ``USER_RATE_LIMIT``) — the same
@@ -18,6 +18,12 @@ doing anything:
   A process renews the leases of its running requests from a background
   thread; a process that dies stops renewing and its slots come back within
   :data:`LEASE_SECONDS`.
+
+The limits are checked by one ``before_request`` hook through the strategy
+API of ``limits``, the engine flask-limiter is built on: flask-limiter's
+per-request resolution of decorated, blueprint, default and application
+limits cost a fifth of a cached listing's CPU for the one or two limits this
+service has (issue 17).
 
 Cost per request: one Redis round trip. One Lua script records the rate hit,
 returns the window (so the ``RateLimit-*`` headers need no second call),
@@ -36,15 +42,17 @@ counted in ``trading_redis_errors_total{component="limiter"}``. Without
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Flask, Response, g, request
-from flask_limiter import ApplicationLimit, Limiter
-from flask_limiter.errors import RateLimitExceeded
+from limits import RateLimitItem, parse
+from limits.storage import Storage
+from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
 from service.api import OPEN_BLUEPRINTS
-from service.api.errors import handle_service_error
 from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
 from service.metrics import RATE_LIMITED
@@ -54,6 +62,8 @@ from service.ratelimit.window import RateWindow
 
 __all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "register_limits"]
 
+log = logging.getLogger(__name__)
+
 # limits' strategies keep different Redis types under their keys: a new
 # strategy needs a new prefix, else the old keys answer WRONGTYPE.
 RATE_KEY_PREFIX = "moving-window-v1"
@@ -62,6 +72,16 @@ CONCURRENCY_KEY_PREFIX = "trading:concurrency:v1"
 CONCURRENCY_RETRY_AFTER_SECONDS = 1
 # The scope of the per-user limit, named in its 429 (``details.scope``).
 USER_SCOPE = "user"
+
+
+@dataclass(frozen=True)
+class _Rate:
+    """One moving-window limit: its rate, scope and the bucket of a request
+    (``None``: the limit does not apply to it)."""
+
+    item: RateLimitItem
+    scope: str
+    bucket: Callable[[], str | None]
 
 
 def _exempt() -> bool:
@@ -75,24 +95,6 @@ def _add_rate_headers(response: Response) -> Response:
     return response
 
 
-def _rate_limited_handler(name_scope: bool) -> Callable[[RateLimitExceeded], Response]:
-    """The 429 of a rate limit; with several limits (``name_scope``) its
-    ``details.scope`` says which one was hit."""
-
-    def rate_limited(exc: RateLimitExceeded) -> Response:
-        scope = str(exc.limit.scope)
-        RATE_LIMITED.labels("user_rate" if scope == USER_SCOPE else "rate").inc()
-        details = {"limit": str(exc.limit.limit)}
-        if name_scope:
-            details["scope"] = scope
-        window: RateWindow | None = g.get("rate_window")
-        return handle_service_error(
-            RateLimited(details=details, retry_after=window.reset_in() if window else 1)
-        )
-
-    return rate_limited
-
-
 def register_limits(app: Flask, settings: Settings) -> None:
     """Guard every endpoint outside :data:`~service.api.OPEN_BLUEPRINTS` with both limits.
 
@@ -104,111 +106,106 @@ def register_limits(app: Flask, settings: Settings) -> None:
     when the rate window is known (not while Redis fails), for the limit with
     the fewest places left. With ``AUTH_MODE=jwt`` and ``USER_RATE_LIMIT`` the
     per-user limit comes first (register after the auth hook, which sets
-    ``g.user_id``). Nothing is registered when ``RATE_LIMIT_ENABLED`` is false.
+    ``g.user_id``): a request refused for its user takes nothing from
+    everybody else's budget. Nothing is registered when ``RATE_LIMIT_ENABLED``
+    is false.
     """
     if not settings.rate_limit_enabled:
         return
     redis: Redis | None = app.extensions["redis"] if settings.redis_url else None
     client_key = _client_key(settings.rate_limit_scope)
-
+    concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
+    rates = [_Rate(parse(settings.rate_limit), settings.rate_limit_scope, client_key)]
     user_rate = settings.user_rate_limit if settings.auth_mode == "jwt" else None
     if user_rate is not None:
-        # A Limiter of its own, whose hook runs before the global one: a request
-        # refused for its user takes nothing from everybody else's budget
-        # (one Limiter would check its limits in order of their time unit).
-        user_limit = ApplicationLimit(user_rate, scope=USER_SCOPE)
-        per_user = _limiter(redis, _token_user, user_limit)
-        per_user.request_filter(lambda: g.get("user_id") is None)
-        per_user.init_app(app)
-    concurrency = ConcurrencyLimiter(settings.max_concurrent_requests, redis)
-    global_limit = ApplicationLimit(settings.rate_limit, scope=settings.rate_limit_scope)
-    shared = _limiter(redis, client_key, global_limit, concurrency)
-    shared.request_filter(_exempt)
-    # The global hit takes the concurrency slot in its round trip: ask for it first.
-    app.before_request(_want_slot(client_key))
-    shared.init_app(app)
-    app.register_error_handler(RateLimitExceeded, _rate_limited_handler(user_rate is not None))
+        rates.insert(0, _Rate(parse(user_rate), USER_SCOPE, lambda: g.get("user_id")))
+    windows = MovingWindowRateLimiter(_storage(redis, concurrency))
+    app.before_request(_check_limits(windows, rates, concurrency, name_scope=len(rates) > 1))
     app.after_request(_add_rate_headers)
+    app.teardown_request(_give_slot(concurrency))
 
-    _register_concurrency_limit(app, concurrency, client_key)
 
-
-def _limiter(
-    redis: Redis | None,
-    key: Callable[[], str],
-    limit: ApplicationLimit,
-    leases: ConcurrencyLimiter | None = None,
-) -> Limiter:
-    """A flask-limiter ``Limiter`` of one moving-window limit on our window
-    storages; with ``leases`` its hits also take the concurrency slots."""
-    return Limiter(
-        key,
-        application_limits=[limit],
-        strategy="moving-window",
-        storage_uri="trading+redis://" if redis else "trading+memory://",
-        storage_options=(
-            {
-                "connection_pool": redis.connection_pool,  # type: ignore[dict-item]
-                "key_prefix": RATE_STORAGE_PREFIX,
-                "leases": leases,  # type: ignore[dict-item]
-            }
-            if redis
-            else {}
-        ),
-        key_prefix=RATE_KEY_PREFIX,
-        # flask-limiter's own headers would add Retry-After to admitted
-        # responses and read the window back; _add_rate_headers does neither.
-        headers_enabled=False,
-        # An unforeseen limiter error must not fail the request (Redis errors
-        # never get here: the storage fails open and counts them).
-        swallow_errors=True,
+def _storage(redis: Redis | None, leases: ConcurrencyLimiter) -> Storage:
+    """limits' storage of the windows (service/ratelimit/window.py): in Redis,
+    where its hits also take the concurrency slots, else in this process."""
+    if redis is None:
+        return window.LocalWindowStorage("memory://")
+    return window.SharedWindowStorage(
+        "redis://",
+        connection_pool=redis.connection_pool,
+        key_prefix=RATE_STORAGE_PREFIX,
+        leases=leases,
     )
 
 
-def _concurrency_key(client_key: Callable[[], str]) -> str:
-    return f"{CONCURRENCY_KEY_PREFIX}:{client_key()}"
+def _check_limits(
+    windows: MovingWindowRateLimiter,
+    rates: list[_Rate],
+    concurrency: ConcurrencyLimiter,
+    name_scope: bool,
+) -> Callable[[], None]:
+    """The hook: each rate in order (the last one's hit also takes the
+    concurrency slot), then the slot on its own if the hit could not take it.
+    Redis errors fail open in the storage; anything else unforeseen is
+    logged and lets the request through."""
 
-
-def _want_slot(client_key: Callable[[], str]) -> Callable[[], None]:
-    def want_slot() -> None:
-        if request.endpoint is not None and not _exempt():
-            window.want_slot(_concurrency_key(client_key))
-
-    return want_slot
-
-
-def _register_concurrency_limit(
-    app: Flask, concurrency: ConcurrencyLimiter, client_key: Callable[[], str]
-) -> None:
-    """At most ``concurrency.limit`` guarded requests in flight (per bucket of
-    ``client_key``). The slot was taken with the rate hit unless Redis failed
-    or there is none: then it is taken here, on its own."""
-
-    def take_slot() -> None:
-        if request.endpoint is None or _exempt() or "concurrency_slot" in g:
+    def check_limits() -> None:
+        if request.endpoint is None or _exempt():
             return
-        full = g.pop("concurrency_full", False)
-        slot = None if full else concurrency.acquire(_concurrency_key(client_key))
-        if slot is None:
-            RATE_LIMITED.labels("concurrency").inc()
-            raise TooManyConcurrentRequests(
-                details={"limit": concurrency.limit},
-                retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
-            )
-        g.concurrency_slot = slot
+        slot_key = f"{CONCURRENCY_KEY_PREFIX}:{rates[-1].bucket()}"
+        for rate in rates:
+            bucket = rate.bucket()
+            if bucket is None:
+                continue
+            if rate is rates[-1]:
+                window.want_slot(slot_key)
+            try:
+                admitted = windows.hit(rate.item, RATE_KEY_PREFIX, bucket, rate.scope)
+            except Exception:
+                log.exception("rate limit %s not checked; request let through", rate.item)
+                admitted = True
+            if not admitted:
+                _refuse(rate, name_scope)
+        _take_slot(concurrency, slot_key)
 
+    return check_limits
+
+
+def _refuse(rate: _Rate, name_scope: bool) -> None:
+    """Raise the 429 of ``rate``; with several limits (``name_scope``) its
+    ``details.scope`` says which one was hit."""
+    RATE_LIMITED.labels("user_rate" if rate.scope == USER_SCOPE else "rate").inc()
+    details = {"limit": str(rate.item)}
+    if name_scope:
+        details["scope"] = rate.scope
+    window: RateWindow | None = g.get("rate_window")
+    raise RateLimited(details=details, retry_after=window.reset_in() if window else 1)
+
+
+def _take_slot(concurrency: ConcurrencyLimiter, slot_key: str) -> None:
+    """At most ``concurrency.limit`` guarded requests in flight (per bucket of
+    the last rate). The slot was taken with the rate hit unless Redis failed
+    or there is none: then it is taken here, on its own."""
+    if "concurrency_slot" in g:
+        return
+    full = g.pop("concurrency_full", False)
+    slot = None if full else concurrency.acquire(slot_key)
+    if slot is None:
+        RATE_LIMITED.labels("concurrency").inc()
+        raise TooManyConcurrentRequests(
+            details={"limit": concurrency.limit},
+            retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
+        )
+    g.concurrency_slot = slot
+
+
+def _give_slot(concurrency: ConcurrencyLimiter) -> Callable[[BaseException | None], None]:
     def give_slot(_exc: BaseException | None) -> None:
         slot: Slot | None = g.pop("concurrency_slot", None)
         if slot is not None:
             concurrency.release_later(slot)
 
-    app.before_request(take_slot)
-    app.teardown_request(give_slot)
-
-
-def _token_user() -> str:
-    user: str = g.user_id
-    return user
+    return give_slot
 
 
 def _client_key(scope: str) -> Callable[[], str]:

@@ -1,5 +1,4 @@
-"""The rate limit's moving window, kept by limits' storages (flask-limiter's
-storage layer, extended through its documented ``STORAGE_SCHEME`` registry).
+"""The rate limit's moving window, kept by subclasses of limits' storages.
 
 One Redis round trip per request: the hit also returns the window, so the
 ``RateLimit-*`` headers need no second call, takes the request's concurrency
@@ -113,8 +112,8 @@ class RateWindow:
 
 
 def _report_window(limit: int, entries: int, oldest: float, expiry: int) -> None:
-    # The storage hands the window to the request through ``g``: flask-limiter
-    # would otherwise read it back with a second Redis call. Of several limits
+    # The storage hands the window to the request through ``g``: reading it
+    # back through limits' strategy would take a second Redis call. Of several limits
     # (per user, then global) the one with the fewest places left is reported.
     if has_app_context():
         window = RateWindow(limit, max(0, limit - entries), oldest + expiry)
@@ -124,16 +123,14 @@ def _report_window(limit: int, entries: int, oldest: float, expiry: int) -> None
 
 
 class SharedWindowStorage(RedisStorage):
-    """limits' Redis storage (``trading+redis://``) whose moving-window hit
+    """limits' Redis storage whose moving-window hit
     reports the window in the same round trip and fails open on Redis errors.
 
-    With ``leases`` (the concurrency limit, passed through flask-limiter's
-    ``storage_options``), a hit made for a request that wants a slot
+    With ``leases`` (the concurrency limit, passed through
+    ``storage_from_string``'s options), a hit made for a request that wants a slot
     (:func:`want_slot`) takes it in the same script: the request's
     ``g.concurrency_slot`` is then the slot, or ``g.concurrency_full`` is set.
     """
-
-    STORAGE_SCHEME = ["trading+redis"]  # noqa: RUF012 (limits' registry reads the list)
 
     def __init__(self, uri: str, leases: ConcurrencyLimiter | None = None, **options: Any) -> None:
         self.leases = leases
@@ -185,10 +182,8 @@ def want_slot(key: str) -> None:
 
 
 class LocalWindowStorage(MemoryStorage):
-    """limits' memory storage (``trading+memory://``, one process) that reports
+    """limits' memory storage (one process) that reports
     the window of each hit like :class:`SharedWindowStorage`."""
-
-    STORAGE_SCHEME = ["trading+memory"]  # noqa: RUF012 (limits' registry reads the list)
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         admitted = super().acquire_entry(key, limit, expiry, amount)
