@@ -18,7 +18,7 @@ import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.ratelimit import leases
+from service.ratelimit import RATE_STORAGE_PREFIX, leases
 from service.ratelimit.leases import ConcurrencyLimiter
 from tests.unit.test_ratelimit import KEY, RELEASED_WITHIN, settled_slots
 
@@ -113,3 +113,17 @@ def test_the_rate_hit_survives_a_redis_that_forgot_its_scripts(
     redis_client.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
     statuses = [client.get("/probe").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]  # the script loaded again, the window kept
+
+
+def test_the_window_keeps_only_the_admissions_inside_it(
+    probe: Callable[..., FlaskClient], redis_client: redis.Redis
+) -> None:
+    client = probe(rate_limit="3/second", max_concurrent_requests=5)  # one request spent
+    assert [client.get("/probe").status_code for _ in range(3)] == [200, 200, 429]
+    time.sleep(1.05)  # all three have left the window
+    response = client.get("/probe")
+    assert response.status_code == 200
+    assert response.headers["RateLimit-Remaining"] == "2"
+    (window,) = redis_client.keys(f"{RATE_STORAGE_PREFIX}:*")
+    assert redis_client.llen(window) == 1  # the old admissions are gone, not kept
+    assert [client.get("/probe").status_code for _ in range(3)] == [200, 200, 429]
