@@ -8,11 +8,12 @@ import json
 import logging
 import re
 import sys
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+
+from service.ids import new_id
 
 log = logging.getLogger("service.requests")
 buy_log = logging.getLogger("service.buys")
@@ -84,7 +85,7 @@ def configure_logging(level: str, log_format: str = "json") -> None:
 
 def _assign_request_id() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else new_id()
 
 
 def _echo_request_id(response: Response) -> Response:

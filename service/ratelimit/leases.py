@@ -11,12 +11,12 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 from redis import Redis
 
 from service.cache import redis_guard
+from service.ids import new_id
 
 COMPONENT = "limiter"
 # Every limiter key lives at least this long after its last write (4 days),
@@ -85,7 +85,7 @@ class ConcurrencyLimiter:
     """A counting semaphore: at most ``limit`` slots held at once per key.
 
     With ``redis`` the slots are shared by every process: per key a sorted
-    set of holder ids (``host:pid:random``) scored by lease expiry on Redis's
+    set of holder ids (``host:pid:id``, :func:`service.ids.new_id`) scored by lease expiry on Redis's
     clock. Taking a slot drops expired leases, counts and adds in one Lua
     script; giving it back is one ``ZREM``. While a process holds slots a
     daemon thread (the lease keeper) renews their leases every third of the
@@ -136,7 +136,7 @@ class ConcurrencyLimiter:
     @staticmethod
     def new_holder() -> str:
         """A holder id for a slot about to be taken in Redis."""
-        return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+        return f"{_HOST}:{os.getpid()}:{new_id()}"
 
     def take_args(self, holder: str) -> list[str | int]:
         """The arguments of :data:`TAKE_SLOT_LUA`'s ``take_slot`` after the key:
