@@ -10,12 +10,14 @@ errors fail open.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import g, has_app_context
 from limits.storage import MemoryStorage, RedisStorage
+from redis import Redis
 from redis.exceptions import NoScriptError
 
 from service.cache import redis_guard
@@ -139,14 +141,27 @@ class SharedWindowStorage(RedisStorage):
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
         self._hit = self.storage.register_script(_RATE_HIT)
+        self._threads = threading.local()
+
+    def _client(self) -> Redis:
+        """This thread's client of one connection (from the shared pool, kept
+        for the thread's life): a hit then skips the pool's checkout and
+        return, a third of redis-py's cost per call."""
+        client: Redis | None = getattr(self._threads, "client", None)
+        if client is None:
+            client = self._threads.client = Redis(
+                connection_pool=self.storage.connection_pool, single_connection_client=True
+            )
+        return client
 
     def _run_hit(self, keys: list[str], args: list[str | int]) -> list[Any]:
         # EVALSHA itself: redis-py's ``Script.__call__`` costs an import and a
         # Protocol ``isinstance`` per call (3 % of a cached listing's CPU).
+        client = self._client()
         try:
-            reply: list[Any] = self.storage.evalsha(self._hit.sha, len(keys), *keys, *args)
+            reply: list[Any] = client.evalsha(self._hit.sha, len(keys), *keys, *args)
         except NoScriptError:  # a restarted Redis: the script loads it again
-            reply = self._hit(keys, args)
+            reply = self._hit(keys, args, client=client)
         return reply
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
