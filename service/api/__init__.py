@@ -214,8 +214,11 @@ def read_body() -> None:
     client still sending one, and a body over ``MAX_REQUEST_BYTES`` is refused
     with 413 from its ``Content-Length`` before a byte of it is read. Under
     gunicorn the worker has already read it within its read deadline
-    (service/gunicorn_worker.py), so this costs nothing there."""
-    request.get_data(cache=True)
+    (service/gunicorn_worker.py). A request with neither ``Content-Length``
+    nor ``Transfer-Encoding`` has no body (RFC 9112 §6.3): nothing to read."""
+    environ = request.environ
+    if "CONTENT_LENGTH" in environ or "HTTP_TRANSFER_ENCODING" in environ:
+        request.get_data(cache=True)
 
 
 def register_response_headers(app: Flask) -> None:
