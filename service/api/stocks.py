@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, current_app
 
@@ -61,6 +61,7 @@ def preview(path: dict[str, str], **_unvalidated: str) -> QuotePreview:
     return quotes.preview(path["symbol"])
 
 
+_Text = TypeVar("_Text", str, bytes)
 _ITEMS = StockSchema(many=True)
 _REST = StockListingSchema(exclude=("items",))
 # Rendered listings: a page's JSON cannot change while the page is served, so
@@ -70,14 +71,14 @@ _REST = StockListingSchema(exclude=("items",))
 # the listing does not hold; bounded by emptying each when full.
 RENDERED_MEMO_SIZE = 256  # at most a few MB (100 items of JSON each)
 _rendered_items: dict[Hashable, str] = {}
-_rendered_bodies: dict[Hashable, str] = {}
+_rendered_bodies: dict[Hashable, bytes] = {}
 
 
 def _dumps(value: Any) -> str:
     return current_app.json.dumps(value, separators=(",", ":"))
 
 
-def _remember(memo: dict[Hashable, str], key: Hashable, value: str) -> str:
+def _remember(memo: dict[Hashable, _Text], key: Hashable, value: _Text) -> _Text:
     if len(memo) >= RENDERED_MEMO_SIZE:
         memo.clear()
     memo[key] = value
@@ -92,13 +93,13 @@ def _rendered(listing: StockListing) -> Response:
     """
     key = listing.content_key
     if key is None:
-        body = _body(listing, None)
+        body = _body(listing, None).encode()
     else:
         whole = (key, listing.next_token, listing.meta)
         body = _rendered_bodies.get(whole) or _remember(
-            _rendered_bodies, whole, _body(listing, key)
+            _rendered_bodies, whole, _body(listing, key).encode()
         )
-    return current_app.response_class(body, mimetype="application/json")
+    return current_app.response_class(body, content_type="application/json")
 
 
 def _body(listing: StockListing, key: Hashable | None) -> str:

@@ -490,3 +490,13 @@ def test_openapi_documents_the_listing(client: FlaskClient) -> None:
     assert limit["schema"]["maximum"] == MAX_LIMIT
     assert limit["schema"]["default"] == DEFAULT_LIMIT
     assert {"200", "400", "503"} <= set(operation["responses"])
+
+
+def test_repeated_query_strings_are_each_checked(client: FlaskClient) -> None:
+    # Parsed query strings are remembered per process: a refused one is never
+    # remembered, and each one answers for itself however often it comes.
+    for _ in range(3):
+        assert len(_get(client, limit=2)["items"]) == 2
+        assert client.get("/stocks?limit=0").status_code == 400
+        assert client.get("/stocks?limit=2&colour=red").status_code == 400
+        assert len(_get(client, limit=3)["items"]) == 3
