@@ -32,7 +32,10 @@ since its last hit and, when admitted, takes the concurrency slot. A finished
 request's slot is queued in-process, off its path; when no hit comes within
 :data:`~service.ratelimit.leases.RELEASE_DELAY_SECONDS` the lease keeper
 removes the queued slots with one pipelined ``ZREM``. A slot is thus held a
-few milliseconds past its request at most, never given back early.
+few milliseconds past its request at most, never given back early; a
+request that finds every slot held looks once more after that delay (a
+second round trip, for refusals only) before its 429, so a client's next
+request is never refused for its previous one's slot.
 
 Redis failures never break a request: the rate limit fails open and the
 concurrency limit falls back to a per-process count; both are logged and
@@ -43,6 +46,7 @@ counted in ``trading_redis_errors_total{component="limiter"}``. Without
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +61,12 @@ from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
 from service.metrics import RATE_LIMITED
 from service.ratelimit import window
-from service.ratelimit.leases import LEASE_SECONDS, ConcurrencyLimiter, Slot
+from service.ratelimit.leases import (
+    LEASE_SECONDS,
+    RELEASE_DELAY_SECONDS,
+    ConcurrencyLimiter,
+    Slot,
+)
 from service.ratelimit.window import RateWindow
 
 __all__ = ["CONCURRENCY_KEY_PREFIX", "LEASE_SECONDS", "RATE_STORAGE_PREFIX", "register_limits"]
@@ -70,6 +79,9 @@ RATE_KEY_PREFIX = "moving-window-v1"
 RATE_STORAGE_PREFIX = "trading:ratelimit"
 CONCURRENCY_KEY_PREFIX = "trading:concurrency:v1"
 CONCURRENCY_RETRY_AFTER_SECONDS = 1
+# A request that finds every slot held looks again this much later: the
+# release delay, plus a busy worker's GIL switch interval (5 ms) for its keeper.
+SECOND_LOOK_SECONDS = RELEASE_DELAY_SECONDS + 0.008
 # The scope of the per-user limit, named in its 429 (``details.scope``).
 USER_SCOPE = "user"
 
@@ -190,6 +202,13 @@ def _take_slot(concurrency: ConcurrencyLimiter, slot_key: str) -> None:
         return
     full = g.pop("concurrency_full", False)
     slot = None if full else concurrency.acquire(slot_key)
+    if slot is None:
+        # A slot another worker's finished request gave back may wait there up
+        # to RELEASE_DELAY_SECONDS (and its keeper for the GIL): look once more
+        # after that, so a client's next request never finds its last one
+        # still counted.
+        time.sleep(SECOND_LOOK_SECONDS)
+        slot = concurrency.acquire(slot_key)
     if slot is None:
         RATE_LIMITED.labels("concurrency").inc()
         raise TooManyConcurrentRequests(
