@@ -167,3 +167,11 @@ def test_start_up_in_jwt_mode_without_an_issuer_fails_naming_it() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: AUTH_ISSUER is required when AUTH_MODE=jwt"
     ]
+
+
+def test_start_up_leaves_what_it_built_out_of_the_collector_s_full_passes() -> None:
+    result = run_python(
+        "-c", "import gc, service.wsgi; print(gc.get_freeze_count())", env=dict(os.environ)
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip().splitlines()[-1]) > 50_000  # the app, its libraries
