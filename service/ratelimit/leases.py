@@ -234,19 +234,28 @@ class ConcurrencyLimiter:
 
     def _queue(self, key: str, holders: list[str]) -> None:
         """(Lock held.) Queue ``holders`` for removal; the first one queued
-        sets the deadline of the removal and wakes the keeper for it."""
+        sets the time of the removal and wakes the keeper for it.
+
+        Removals fall on a fixed grid of RELEASE_DELAY_SECONDS, so a slot
+        waits 0 to RELEASE_DELAY_SECONDS (half on average) for a hit to take
+        it along. A fixed wait after each first release would keep every slot
+        the whole delay, and often make the keeper want the GIL just as the
+        same request's post-response work holds it (a listing's pre-caching):
+        the slot then outlived the response by milliseconds more."""
         self._released.setdefault(key, []).extend(holders)
         if self._flush_at is None:
-            self._flush_at = time.monotonic() + RELEASE_DELAY_SECONDS
+            tick = RELEASE_DELAY_SECONDS
+            self._flush_at = (time.monotonic() // tick + 1) * tick
             self._duty.notify()
 
     def _keep_leases(self) -> None:
         """Remove the holders given back that no hit has removed, at most
-        RELEASE_DELAY_SECONDS after the first of them was queued; renew the
-        leases held every third of a lease. Ends at a renewal with neither
-        left. It sleeps until its next duty (a request wakes it only when it
-        queues the first holder): polling every few milliseconds took the
-        GIL from the requests hundreds of times a second."""
+        RELEASE_DELAY_SECONDS after the first of them was queued (see
+        :meth:`_queue`); renew the leases held every third of a lease. Ends
+        at a renewal with neither left. It sleeps until its next duty (a
+        request wakes it only when it queues the first holder): polling every
+        few milliseconds took the GIL from the requests hundreds of times a
+        second."""
         renew_at = time.monotonic() + self._renew_every
         while True:
             with self._lock:
