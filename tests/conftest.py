@@ -42,6 +42,7 @@ from service.vendorapi.simulator import (
     serve,
 )
 from tests.requires import missing
+from tests.vendor_stub import StubVendor
 
 TEST_DATABASE_URL = normalise_database_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -119,6 +120,13 @@ def simulator(simulator_server: SimulatorServer) -> Iterator[Simulator]:
     simulator_server.simulator.reset()
     yield simulator_server.simulator
     simulator_server.simulator.reset()
+
+
+@pytest.fixture
+def vendor_stub() -> Iterator[StubVendor]:
+    """A vendor answering what the test sets (:class:`tests.vendor_stub.StubVendor`)."""
+    with StubVendor() as stub:
+        yield stub
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ blp = Blueprint("buys", __name__, description="Buy stocks at a price checked aga
 
 
 @blp.post("/stocks/<symbol>/buy")
-@blp.arguments(SymbolPathSchema, location="path", arg_name="path")
-@blp.arguments(IdempotencyHeaderSchema, location="headers", arg_name="headers")
-@blp.arguments(BuyRequestSchema, arg_name="body")
+# Instances, not classes: webargs builds a schema from a class on every request.
+@blp.arguments(SymbolPathSchema(), location="path", arg_name="path")
+@blp.arguments(IdempotencyHeaderSchema(), location="headers", arg_name="headers")
+@blp.arguments(BuyRequestSchema(), arg_name="body")
 @blp.response(201, TransactionSchema, description="Bought: the recorded transaction.")
 @blp.alt_response(
     404, schema=ErrorSchema, description="unknown_symbol: the vendor lists no such stock."

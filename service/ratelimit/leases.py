@@ -109,9 +109,12 @@ class ConcurrencyLimiter:
         self._lease_ms = int(lease_seconds * 1000)
         self._renew_every = lease_seconds / 3
         self._lock = threading.Lock()
+        # Wakes the lease keeper when a first slot is queued for removal.
+        self._duty = threading.Condition(self._lock)
         self._local: dict[str, int] = {}
         self._held: dict[str, str] = {}  # holder -> key, slots this process holds in Redis
         self._released: dict[str, list[str]] = {}  # key -> holders given back, still in Redis
+        self._flush_at: float | None = None  # monotonic time by which they are removed
         self._keeper: threading.Thread | None = None
         if redis is not None:
             self._acquire_script = redis.register_script(_SLOT_ACQUIRE)
@@ -174,26 +177,30 @@ class ConcurrencyLimiter:
             return
         with self._lock:  # the keeper runs: it stops only with nothing held or queued
             del self._held[slot.holder]
-            self._released.setdefault(slot.key, []).append(slot.holder)
+            self._queue(slot.key, [slot.holder])
 
     def take_released(self, key: str) -> list[str]:
         """The holders of ``key`` given back with :meth:`release_later` and not
         yet removed; the caller removes them from Redis (before it counts)."""
         with self._lock:
-            return self._released.pop(key, [])
+            holders = self._released.pop(key, [])
+            if not self._released:
+                self._flush_at = None
+            return holders
 
     def requeue_released(self, key: str, holders: list[str]) -> None:
         """Queue again the ``holders`` :meth:`take_released` gave out, when the
         script that was to remove them failed."""
         if holders:
             with self._lock:
-                self._released.setdefault(key, []).extend(holders)
+                self._queue(key, holders)
 
     def flush_released(self) -> None:
         """Remove every holder given back with :meth:`release_later` and not
         yet removed, in one round trip."""
         with self._lock:
             released, self._released = self._released, {}
+            self._flush_at = None
         if not released:
             return
         assert self._redis is not None  # only Redis slots are queued
@@ -225,20 +232,51 @@ class ConcurrencyLimiter:
                 )
                 self._keeper.start()
 
+    def _queue(self, key: str, holders: list[str]) -> None:
+        """(Lock held.) Queue ``holders`` for removal; the first one queued
+        sets the time of the removal and wakes the keeper for it.
+
+        Removals fall on a fixed grid of RELEASE_DELAY_SECONDS, so a slot
+        waits 0 to RELEASE_DELAY_SECONDS (half on average) for a hit to take
+        it along. A fixed wait after each first release would keep every slot
+        the whole delay, and often make the keeper want the GIL just as the
+        same request's post-response work holds it (a listing's pre-caching):
+        the slot then outlived the response by milliseconds more."""
+        self._released.setdefault(key, []).extend(holders)
+        if self._flush_at is None:
+            tick = RELEASE_DELAY_SECONDS
+            self._flush_at = (time.monotonic() // tick + 1) * tick
+            self._duty.notify()
+
     def _keep_leases(self) -> None:
-        """Every RELEASE_DELAY_SECONDS remove the holders given back that no hit
-        has removed; every third of a lease renew the leases held. Ends when
-        neither is left. (It polls: waking it from each request would cost the
-        requests more than its ticks.)"""
+        """Remove the holders given back that no hit has removed, at most
+        RELEASE_DELAY_SECONDS after the first of them was queued (see
+        :meth:`_queue`); renew the leases held every third of a lease. Ends
+        at a renewal with neither left. It sleeps until its next duty (a
+        request wakes it only when it queues the first holder): polling every
+        few milliseconds took the GIL from the requests hundreds of times a
+        second."""
         renew_at = time.monotonic() + self._renew_every
         while True:
-            time.sleep(RELEASE_DELAY_SECONDS)
-            self.flush_released()
-            if time.monotonic() < renew_at:
-                continue
-            renew_at = time.monotonic() + self._renew_every
             with self._lock:
-                if not self._held and not self._released:
+                flush = self._wait_for_duty(renew_at)
+                if not flush and not self._held and not self._released:
                     self._keeper = None
                     return
+            if flush:
+                self.flush_released()
+                continue
+            renew_at = time.monotonic() + self._renew_every
             self.renew_leases()
+
+    def _wait_for_duty(self, renew_at: float) -> bool:
+        """(Lock held.) Wait until a removal is due (``True``) or ``renew_at``
+        has come (``False``)."""
+        while True:
+            now = time.monotonic()
+            if self._flush_at is not None and now >= self._flush_at:
+                return True
+            if now >= renew_at:
+                return False
+            due = renew_at if self._flush_at is None else min(renew_at, self._flush_at)
+            self._duty.wait(due - now)

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 import redis
-import responses
 from flask import Flask
 
 from service.marketdata import store
@@ -17,18 +16,21 @@ from service.schemas.stocks import DEFAULT_LIMIT
 from service.services import stocks
 from service.vendorapi.errors import UnknownSymbol, VendorBadResponse
 from service.vendorapi.simulator import Simulator
+from tests.vendor_stub import StubVendor
 
 
-@responses.activate
-def test_an_unreadable_quote_is_a_bad_response_not_an_unknown_symbol(app: Flask) -> None:
-    base = app.extensions["settings"].vendor_base_url
-    responses.get(
-        f"{base}/stocks",
-        json={"status": 200, "data": {"items": [{"symbol": "AAPL", "price": "n/a"}]}},
+def test_an_unreadable_quote_is_a_bad_response_not_an_unknown_symbol(
+    make_app: Callable[..., Flask], vendor_stub: StubVendor
+) -> None:
+    vendor_stub.answer(
+        "GET",
+        "/stocks",
+        json_body={"status": 200, "data": {"items": [{"symbol": "AAPL", "price": "n/a"}]}},
     )
-    with pytest.raises(VendorBadResponse):
+    app = make_app(vendor_base_url=vendor_stub.url)
+    with app.app_context(), pytest.raises(VendorBadResponse):
         stocks.market_price("AAPL")
-    assert len(responses.calls) == 1  # no walk of the catalogue
+    assert len(vendor_stub.calls) == 1  # no walk of the catalogue
 
 
 def test_a_stale_page_token_falls_back_to_walking_the_catalogue(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from tenacity import RetryCallState
@@ -17,6 +17,7 @@ from service.marketdata import store
 from service.services import tokens
 from service.vendorapi.client import StockPage, VendorClient
 from service.vendorapi.simulator import Simulator
+from tests.vendor_stub import StubVendor
 
 
 def no_wait(_state: RetryCallState) -> float:
@@ -97,8 +98,9 @@ def test_a_run_that_cannot_finish_keeps_the_last_catalogue_and_says_why(
     assert set(last_run) >= {"finished_at", "ok", "pages", "symbols", "skipped", "seconds"}
 
 
-@responses.activate
-def test_a_stock_that_cannot_be_stored_is_skipped(app: Flask, redis_client: redis.Redis) -> None:
+def test_a_stock_that_cannot_be_stored_is_skipped(
+    make_app: Callable[..., Flask], vendor_stub: StubVendor, redis_client: redis.Redis
+) -> None:
     item: dict[str, Any] = {
         "symbol": "AAPL",
         "name": "Apple Inc.",
@@ -109,11 +111,11 @@ def test_a_stock_that_cannot_be_stored_is_skipped(app: Flask, redis_client: redi
     }
     unreadable = {**item, "symbol": "BAD", "lastUpdated": "yesterday"}
     blank = {**item, "symbol": " "}
-    base = app.extensions["settings"].vendor_base_url
-    responses.get(
-        f"{base}/stocks", json={"status": 200, "data": {"items": [item, unreadable, blank]}}
+    vendor_stub.answer(
+        "GET", "/stocks", json_body={"status": 200, "data": {"items": [item, unreadable, blank]}}
     )
-    summary = tokens.refresh_tokens(wait=no_wait)
+    with make_app(vendor_base_url=vendor_stub.url).app_context():
+        summary = tokens.refresh_tokens(wait=no_wait)
     assert summary.ok
     assert (summary.symbols, summary.skipped) == (1, 2)
     assert _token_map(redis_client) == {"AAPL": store.FIRST_PAGE}

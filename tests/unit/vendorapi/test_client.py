@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 import redis
-import responses
 
 from service.metrics import REDIS_ERRORS, VENDOR_REQUESTS
 from service.vendorapi.client import VendorClient
@@ -24,6 +23,7 @@ from service.vendorapi.errors import (
     VendorUnreachable,
 )
 from service.vendorapi.simulator import SIMULATOR_API_KEY, Simulator, SimulatorServer
+from tests.vendor_stub import StubVendor
 
 
 def _no_wait(_state: object) -> float:
@@ -51,7 +51,7 @@ def make_client(
 
     yield build  # type: ignore[misc]
     for client in made:
-        client.session.close()
+        client.close()
 
 
 def _count(operation: str, outcome: str) -> float:
@@ -206,17 +206,15 @@ def test_rejections_do_not_open_the_circuit(make_client) -> None:
     assert not client.circuit_is_open()
 
 
-@responses.activate
-def test_unreadable_page_is_a_bad_response(make_client) -> None:
+def test_unreadable_page_is_a_bad_response(make_client, vendor_stub: StubVendor) -> None:
     from service.vendorapi.errors import VendorBadResponse
 
-    responses.get("http://vendor.test/stocks", json={"status": 200, "data": {"items": None}})
+    vendor_stub.answer("GET", "/stocks", json_body={"status": 200, "data": {"items": None}})
     with pytest.raises(VendorBadResponse):
-        make_client(base_url="http://vendor.test").list_stocks()
+        make_client(base_url=vendor_stub.url).list_stocks()
 
 
-@responses.activate
-def test_an_unreadable_item_is_skipped_and_reported(make_client) -> None:
+def test_an_unreadable_item_is_skipped_and_reported(make_client, vendor_stub: StubVendor) -> None:
     good = {
         "symbol": "AAPL",
         "name": "Apple Inc.",
@@ -226,35 +224,32 @@ def test_an_unreadable_item_is_skipped_and_reported(make_client) -> None:
         "lastUpdated": "2026-11-24T23:35:00.000Z",
     }
     broken = {**good, "symbol": "BAD", "price": "lots"}
-    responses.get(
-        "http://vendor.test/stocks",
-        json={"status": 200, "data": {"items": [good, broken, {}], "nextToken": "T2=="}},
+    vendor_stub.answer(
+        "GET",
+        "/stocks",
+        json_body={"status": 200, "data": {"items": [good, broken, {}], "nextToken": "T2=="}},
     )
-    page = make_client(base_url="http://vendor.test").list_stocks()
+    page = make_client(base_url=vendor_stub.url).list_stocks()
     assert [item.symbol for item in page.items] == ["AAPL"]
     assert [skipped.symbol for skipped in page.skipped] == ["BAD", None]
     assert page.next_token == "T2=="
 
 
-@responses.activate
-def test_a_gateway_502_on_an_order_may_have_executed(make_client) -> None:
+def test_a_gateway_502_on_an_order_may_have_executed(make_client, vendor_stub: StubVendor) -> None:
     from service.vendorapi.errors import VendorGatewayError
 
-    responses.post("http://vendor.test/stocks/AAPL/buy", status=502, body="Bad Gateway")
+    vendor_stub.answer("POST", "/stocks/AAPL/buy", 502, body="Bad Gateway")
     with pytest.raises(VendorGatewayError) as caught:
-        make_client(base_url="http://vendor.test").place_order("AAPL", Decimal(1), 1)
+        make_client(base_url=vendor_stub.url).place_order("AAPL", Decimal(1), 1)
     assert not caught.value.retriable  # never resend the order
     assert caught.value.transient  # a read may be repeated
     assert caught.value.request_sent
 
 
-@responses.activate
-def test_the_vendors_429_is_retriable_not_passed_on(make_client) -> None:
-    responses.post(
-        "http://vendor.test/stocks/AAPL/buy", status=429, json={"message": "Too Many Requests"}
-    )
+def test_the_vendors_429_is_retriable_not_passed_on(make_client, vendor_stub: StubVendor) -> None:
+    vendor_stub.answer("POST", "/stocks/AAPL/buy", 429, json_body={"message": "Too Many Requests"})
     with pytest.raises(VendorServerError) as caught:
-        make_client(base_url="http://vendor.test").place_order("AAPL", Decimal(1), 1)
+        make_client(base_url=vendor_stub.url).place_order("AAPL", Decimal(1), 1)
     assert caught.value.retriable
     assert caught.value.vendor_status == 429
 
