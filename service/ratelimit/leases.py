@@ -239,7 +239,8 @@ class ConcurrencyLimiter:
 
     def _queue(self, key: str, holders: list[str]) -> None:
         """(Lock held.) Queue ``holders`` for removal; the first one queued
-        sets the time of the removal and wakes the keeper for it.
+        sets the time of the removal, and wakes the keeper only if it sleeps
+        past that time.
 
         Removals fall on a fixed grid of RELEASE_DELAY_SECONDS, so a slot
         waits 0 to RELEASE_DELAY_SECONDS (half on average) for a hit to take
@@ -250,8 +251,7 @@ class ConcurrencyLimiter:
         self._released.setdefault(key, []).extend(holders)
         self._given_back = True
         if self._flush_at is None:
-            tick = RELEASE_DELAY_SECONDS
-            self._flush_at = (time.monotonic() // tick + 1) * tick
+            self._flush_at = _next_tick(time.monotonic())
             if self._keeper_wakes_at > self._flush_at:
                 # Only a keeper asleep until later needs waking: while slots
                 # come and go it wakes on the grid anyway (see _wait_for_duty);
@@ -262,10 +262,9 @@ class ConcurrencyLimiter:
         """Remove the holders given back that no hit has removed, at most
         RELEASE_DELAY_SECONDS after the first of them was queued (see
         :meth:`_queue`); renew the leases held every third of a lease. Ends
-        at a renewal with neither left. It sleeps until its next duty (a
-        request wakes it only when it queues the first holder): polling every
-        few milliseconds took the GIL from the requests hundreds of times a
-        second."""
+        at a renewal with neither left. It sleeps until its next duty; while
+        slots keep coming back it wakes on the release grid, so that requests
+        need not wake it (see :meth:`_wait_for_duty`)."""
         renew_at = time.monotonic() + self._renew_every
         while True:
             with self._lock:
@@ -281,7 +280,10 @@ class ConcurrencyLimiter:
 
     def _wait_for_duty(self, renew_at: float) -> bool:
         """(Lock held.) Wait until a removal is due (``True``) or ``renew_at``
-        has come (``False``)."""
+        has come (``False``). While slots are given back, and for
+        BUSY_TICKS ticks after the last one while slots are held, it wakes on
+        every tick of the release grid; otherwise only for its duties (a
+        request that queues a slot then wakes it, see :meth:`_queue`)."""
         idle = 0
         while True:
             now = time.monotonic()
@@ -295,9 +297,15 @@ class ConcurrencyLimiter:
                 # Slots are coming back (hits took them along): stay on the
                 # grid a few ticks, so that the next one needs no wake-up.
                 idle = 0 if self._given_back else idle + 1
-                due = min(renew_at, (now // RELEASE_DELAY_SECONDS + 1) * RELEASE_DELAY_SECONDS)
+                due = min(renew_at, _next_tick(now))
             else:
                 due = renew_at
             self._given_back = False
             self._keeper_wakes_at = due
             self._duty.wait(due - now)
+
+
+def _next_tick(now: float) -> float:
+    """The first tick of the release grid (every RELEASE_DELAY_SECONDS of the
+    monotonic clock) after ``now``."""
+    return (now // RELEASE_DELAY_SECONDS + 1) * RELEASE_DELAY_SECONDS
