@@ -39,16 +39,18 @@ _HOST = socket.gethostname()
 
 # Takes a lease for ``holder`` in the sorted set ``key`` (holder ids scored by
 # lease expiry, ms, Redis clock) unless ``limit`` leases are held; 1 taken, 0
-# full. Expired leases are dropped first; the set lives ``lifetime`` ms after
-# its last write. A Lua function, so that the rate limit's script can take the
-# slot in the same round trip as its hit.
+# full. ``now`` is Redis's clock in ms (the caller's ``TIME``). Expired leases
+# (of dead processes) are dropped only when they would fill the set, so a
+# set with room costs one count. The set lives ``lifetime`` ms after its last
+# write. A Lua function, so that the rate limit's script can take the slot in
+# the same round trip as its hit.
 TAKE_SLOT_LUA = """
-local function take_slot(key, holder, limit, lease, lifetime)
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+local function take_slot(key, now, holder, limit, lease, lifetime)
     if redis.call('ZCARD', key) >= limit then
-        return 0
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+        if redis.call('ZCARD', key) >= limit then
+            return 0
+        end
     end
     redis.call('ZADD', key, now + lease, holder)
     redis.call('PEXPIRE', key, lifetime)
@@ -56,8 +58,13 @@ local function take_slot(key, holder, limit, lease, lifetime)
 end
 """
 # KEYS[1]: the holders' set; ARGV: holder, limit, lease (ms), key lifetime (ms).
-_SLOT_ACQUIRE = TAKE_SLOT_LUA + (
-    "return take_slot(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
+_SLOT_ACQUIRE = (
+    TAKE_SLOT_LUA
+    + """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+return take_slot(KEYS[1], now, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+"""
 )
 
 # KEYS[i]: the set of holder ARGV[i + 2]; ARGV[1]: lease (ms), ARGV[2]: key

@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import g, has_app_context
 from limits.storage import MemoryStorage, RedisStorage
-from redis import Redis
-from redis.exceptions import NoScriptError
+from redis.connection import Connection
+from redis.exceptions import ConnectionError, NoScriptError
 
 from service.cache import redis_guard
 from service.ratelimit.leases import LIMITER_KEY_SECONDS, TAKE_SLOT_LUA, ConcurrencyLimiter
@@ -27,42 +27,51 @@ COMPONENT = "limiter"
 _SLOT_WANTED = "concurrency_slot_wanted"
 
 # limits' moving-window hit (same list layout: admission times, newest first),
-# which also returns the window it leaves behind. Time is Redis's clock, so
-# pods with skewed clocks still share one window. Entries that have left the
-# window are dropped from the tail first (each once: amortised O(1) a hit; a
-# list that has left the window whole is unlinked at once), so the list
-# holds exactly the window: its length is the count and its tail
-# the oldest entry, where a search of a list of ``limit`` entries cost tens of
-# microseconds with a large limit.
+# which also returns the window it leaves behind. Time is Redis's clock
+# (``now``, seconds, from the script's one ``TIME``), so pods with skewed
+# clocks still share one window. Entries that have left the window are dropped
+# from the tail first (each once: amortised O(1) a hit; a list that has left
+# the window whole is unlinked at once), so the list holds exactly the window:
+# its length is the count and its tail the oldest entry. The hit is pushed
+# first and taken back if it overfills the window (one call fewer than
+# counting first on the admitted path).
+# The list lives ``lifetime`` seconds (at least twice the window) after it was
+# created or last trimmed: a hit that trims nothing adds an entry at most one
+# window after the last expiry was set, and that entry leaves the window
+# another window later, before the list expires.
 # Returns {admitted 0|1, entries in the window, oldest entry in the window
-# (epoch seconds, as a string)}. The list lives ``lifetime`` seconds after its
-# last write (at least the window).
+# (epoch seconds, as a string)}.
 _RATE_HIT_LUA = """
-local function rate_hit(key, limit, expiry, cost, lifetime)
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local function rate_hit(key, now, limit, expiry, cost, lifetime)
     local start = now - expiry
-    local newest = redis.call('LINDEX', key, 0)
-    if newest and tonumber(newest) < start then
-        redis.call('UNLINK', key)  -- all of it has left (after a quiet spell)
-    end
     local oldest = redis.call('LINDEX', key, -1)
-    while oldest and tonumber(oldest) < start do
-        redis.call('RPOP', key)
-        oldest = redis.call('LINDEX', key, -1)
-    end
-    local entries = redis.call('LLEN', key)
-    local admitted = 0
-    if entries + cost <= limit then
-        local stamp = string.format('%.6f', now)
-        for _ = 1, cost do
-            redis.call('LPUSH', key, stamp)
+    local renew = not oldest
+    if oldest and tonumber(oldest) < start then
+        renew = true
+        if tonumber(redis.call('LINDEX', key, 0)) < start then
+            redis.call('UNLINK', key)  -- all of it has left (after a quiet spell)
+            oldest = false
+        else
+            repeat
+                redis.call('RPOP', key)
+                oldest = redis.call('LINDEX', key, -1)
+            until tonumber(oldest) >= start
         end
-        redis.call('EXPIRE', key, math.max(expiry, lifetime))
-        admitted, entries = 1, entries + cost
-        oldest = oldest or stamp
     end
-    return {admitted, entries, oldest or string.format('%.6f', now)}
+    local stamp = string.format('%.6f', now)
+    local stamps = {}
+    for i = 1, cost do
+        stamps[i] = stamp
+    end
+    local entries = redis.call('LPUSH', key, unpack(stamps))
+    if entries > limit then
+        redis.call('LPOP', key, cost)
+        return {0, entries - cost, oldest or stamp}
+    end
+    if renew then
+        redis.call('EXPIRE', key, math.max(2 * expiry, lifetime))
+    end
+    return {1, entries, oldest or stamp}
 end
 """
 # KEYS[1]: the rate window; KEYS[2], when given: the concurrency limit's
@@ -76,15 +85,18 @@ _RATE_HIT = (
     _RATE_HIT_LUA
     + TAKE_SLOT_LUA
     + """
+local clock = redis.call('TIME')
+local seconds, micros = tonumber(clock[1]), tonumber(clock[2])
 if KEYS[2] and #ARGV > 8 then
     redis.call('ZREM', KEYS[2], unpack(ARGV, 9))
 end
-local window = rate_hit(
-    KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local window = rate_hit(KEYS[1], seconds + micros / 1000000,
+    tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 if KEYS[2] then
     window[4] = -1
     if window[1] == 1 then
-        window[4] = take_slot(KEYS[2], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
+        window[4] = take_slot(KEYS[2], seconds * 1000 + math.floor(micros / 1000),
+            ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
     end
 end
 return window
@@ -143,26 +155,35 @@ class SharedWindowStorage(RedisStorage):
         self._hit = self.storage.register_script(_RATE_HIT)
         self._threads = threading.local()
 
-    def _client(self) -> Redis:
-        """This thread's client of one connection (from the shared pool, kept
-        for the thread's life): a hit then skips the pool's checkout and
-        return, a third of redis-py's cost per call."""
-        client: Redis | None = getattr(self._threads, "client", None)
-        if client is None:
-            client = self._threads.client = Redis(
-                connection_pool=self.storage.connection_pool, single_connection_client=True
-            )
-        return client
+    def _connection(self) -> Connection:
+        """This thread's connection, taken from the shared pool for the
+        thread's life: a hit skips the pool's checkout and return."""
+        connection: Connection | None = getattr(self._threads, "connection", None)
+        if connection is None:
+            connection = self._threads.connection = self.storage.connection_pool.get_connection()
+        return connection
 
     def _run_hit(self, keys: list[str], args: list[str | int]) -> list[Any]:
-        # EVALSHA itself: redis-py's ``Script.__call__`` costs an import and a
-        # Protocol ``isinstance`` per call (3 % of a cached listing's CPU).
-        client = self._client()
+        # EVALSHA on the connection itself: redis-py's client layers (command
+        # lookup, retry wrapper, reply callbacks) cost more than the script.
+        connection = self._connection()
         try:
-            reply: list[Any] = client.evalsha(self._hit.sha, len(keys), *keys, *args)
-        except NoScriptError:  # a restarted Redis: the script loads it again
-            reply = self._hit(keys, args, client=client)
-        return reply
+            return self._call(connection, "EVALSHA", self._hit.sha, keys, args)
+        except NoScriptError:  # a restarted Redis: EVAL loads the script again
+            return self._call(connection, "EVAL", self._hit.script, keys, args)
+
+    @staticmethod
+    def _call(
+        connection: Connection, command: str, script: str, keys: list[str], args: list[str | int]
+    ) -> list[Any]:
+        try:
+            return _send_and_read(connection, command, script, keys, args)
+        except ConnectionError:
+            # Dropped while idle (a restarted Redis, a server-side timeout):
+            # once more on a new connection, as redis-py's own retry would. Should
+            # the script have run, the hit counts twice: stricter, never looser.
+            connection.disconnect()
+            return _send_and_read(connection, command, script, keys, args)
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit (``True``) or refuse one hit; ``True`` when Redis fails."""
@@ -188,6 +209,14 @@ class SharedWindowStorage(RedisStorage):
         elif slot == [0]:
             g.concurrency_full = True
         return bool(admitted)
+
+
+def _send_and_read(
+    connection: Connection, command: str, script: str, keys: list[str], args: list[str | int]
+) -> list[Any]:
+    connection.send_command(command, script, len(keys), *keys, *args)
+    reply: list[Any] = connection.read_response()
+    return reply
 
 
 def want_slot(key: str) -> None:

@@ -17,9 +17,10 @@ import redis
 import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from service.ratelimit import RATE_STORAGE_PREFIX, leases
-from service.ratelimit.leases import ConcurrencyLimiter
+from service.ratelimit.leases import LIMITER_KEY_SECONDS, ConcurrencyLimiter
 from tests.unit.test_ratelimit import KEY, RELEASED_WITHIN, settled_slots
 
 
@@ -116,16 +117,33 @@ def test_the_rate_hit_survives_a_redis_that_forgot_its_scripts(
     assert statuses == [200, 200, 429]  # the script loaded again, the window kept
 
 
+def test_the_rate_hit_survives_a_connection_redis_dropped(
+    probe: Callable[..., FlaskClient], redis_client: redis.Redis
+) -> None:
+    client = probe(rate_limit="3/minute", max_concurrent_requests=1)  # one request spent
+    failures = _limiter_errors()
+    redis_client.client_kill_filter(_type="normal", skip_me=True)  # the requests' connection too
+    statuses = [client.get("/probe").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]  # sent again on a new connection: counted, not let through
+    assert _limiter_errors() == failures
+
+
+def _limiter_errors() -> float:
+    return REGISTRY.get_sample_value("trading_redis_errors_total", {"component": "limiter"}) or 0.0
+
+
 def test_the_window_keeps_only_the_admissions_inside_it(
     probe: Callable[..., FlaskClient], redis_client: redis.Redis
 ) -> None:
     client = probe(rate_limit="3/second", max_concurrent_requests=5)  # one request spent
     assert [client.get("/probe").status_code for _ in range(3)] == [200, 200, 429]
+    (window,) = redis_client.keys(f"{RATE_STORAGE_PREFIX}:*")
+    assert redis_client.llen(window) == 3  # the refused hit left nothing behind
+    assert redis_client.ttl(window) > LIMITER_KEY_SECONDS - 60  # the list expires, much later
     time.sleep(1.05)  # all three have left the window
     response = client.get("/probe")
     assert response.status_code == 200
     assert response.headers["RateLimit-Remaining"] == "2"
-    (window,) = redis_client.keys(f"{RATE_STORAGE_PREFIX}:*")
     assert redis_client.llen(window) == 1  # the old admissions are gone, not kept
     assert [client.get("/probe").status_code for _ in range(3)] == [200, 200, 429]
 
