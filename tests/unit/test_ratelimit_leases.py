@@ -65,6 +65,28 @@ def test_a_slot_taken_by_a_hit_is_not_removed_again(
     limiter.release(second)
 
 
+def test_steady_traffic_does_not_wake_the_keeper(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = ConcurrencyLimiter(4, redis_client, lease_seconds=60)
+    wake_ups: list[int] = []
+    notify = limiter._duty.notify
+
+    def counted(n: int = 1) -> None:
+        wake_ups.append(n)
+        notify(n)
+
+    monkeypatch.setattr(limiter._duty, "notify", counted)
+    for request in range(100):  # a request every 3 ms; between two, no slot is held
+        if request == 5:
+            wake_ups.clear()  # the keeper has found the pace
+        limiter.release_later(_taken(limiter))
+        time.sleep(0.003)
+    # A stall of the machine may cost one; leaving the grid whenever no slot
+    # was held woke it 95 times.
+    assert len(wake_ups) <= 5
+
+
 def test_leases_are_renewed_while_held(redis_client: redis.Redis) -> None:
     limiter = _Counting(1, redis_client, lease_seconds=0.3)  # renewals every 0.1 s
     slot = limiter.acquire(KEY)
