@@ -35,10 +35,11 @@ _SLOT_WANTED = "concurrency_slot_wanted"
 # its length is the count and its tail the oldest entry. The hit is pushed
 # first and taken back if it overfills the window (one call fewer than
 # counting first on the admitted path).
-# The list lives ``lifetime`` seconds (at least twice the window) after it was
-# created or last trimmed: a hit that trims nothing adds an entry at most one
-# window after the last expiry was set, and that entry leaves the window
-# another window later, before the list expires.
+# Its expiry is set only when the list is created or trimmed, to ``lifetime``
+# (at least the window) plus one window: a hit that trims nothing comes at
+# most one window after the last expiry was set (any later one finds an entry
+# that has left), so the list still has ``lifetime`` to live after every
+# write, and its newest entry leaves the window before the list expires.
 # Returns {admitted 0|1, entries in the window, oldest entry in the window
 # (epoch seconds, as a string)}.
 _RATE_HIT_LUA = """
@@ -69,7 +70,7 @@ local function rate_hit(key, now, limit, expiry, cost, lifetime)
         return {0, entries - cost, oldest or stamp}
     end
     if renew then
-        redis.call('EXPIRE', key, math.max(2 * expiry, lifetime))
+        redis.call('EXPIRE', key, math.max(expiry, lifetime) + expiry)
     end
     return {1, entries, oldest or stamp}
 end

@@ -139,7 +139,7 @@ def test_the_window_keeps_only_the_admissions_inside_it(
     assert [client.get("/probe").status_code for _ in range(3)] == [200, 200, 429]
     (window,) = redis_client.keys(f"{RATE_STORAGE_PREFIX}:*")
     assert redis_client.llen(window) == 3  # the refused hit left nothing behind
-    assert redis_client.ttl(window) > LIMITER_KEY_SECONDS - 60  # the list expires, much later
+    assert redis_client.ttl(window) >= LIMITER_KEY_SECONDS  # it expires, days after its last write
     time.sleep(1.05)  # all three have left the window
     response = client.get("/probe")
     assert response.status_code == 200
