@@ -68,8 +68,9 @@ return take_slot(KEYS[1], now, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), AR
 )
 
 # KEYS[i]: the set of holder ARGV[i + 2]; ARGV[1]: lease (ms), ARGV[2]: key
-# lifetime (ms). Only leases still present are extended (XX): an expired one
-# stays given back.
+# lifetime (ms). Only leases still present are extended (XX): one swept after
+# it expired stays given back (one expired but not yet swept is held again:
+# its request is still running).
 _SLOT_RENEW = """
 local clock = redis.call('TIME')
 local expires = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -201,8 +202,9 @@ class ConcurrencyLimiter:
             return holders
 
     def requeue_released(self, key: str, holders: list[str]) -> None:
-        """Queue again the ``holders`` :meth:`take_released` gave out, when the
-        script that was to remove them failed."""
+        """Queue for removal again the ``holders`` :meth:`take_released` gave
+        out, when the script that was to remove them failed (with the holder
+        it may have added before its reply was lost)."""
         if holders:
             with self._lock:
                 self._queue(key, holders)

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import g, has_app_context
 from limits.storage import MemoryStorage, RedisStorage
+from redis import Redis
 from redis.connection import Connection
 from redis.exceptions import ConnectionError, NoScriptError
 
@@ -33,9 +34,10 @@ _SLOT_WANTED = "concurrency_slot_wanted"
 # from the tail first (each once: amortised O(1) a hit; a list that has left
 # the window whole is unlinked at once), so the list holds exactly the window:
 # its length is the count and its tail the oldest entry. The hit is pushed
-# first and taken back if it overfills the window (one call fewer than
-# counting first on the admitted path).
-# Its expiry is set only when the list is created or trimmed, to ``lifetime``
+# first and taken back (``LTRIM``) if it overfills the window: one call fewer
+# than counting first on the admitted path.
+# Its expiry is set only when the list is created or trimmed (admitted or
+# not), to ``lifetime``
 # (at least the window) plus one window: a hit that trims nothing comes at
 # most one window after the last expiry was set (any later one finds an entry
 # that has left), so the list still has ``lifetime`` to live after every
@@ -65,39 +67,47 @@ local function rate_hit(key, now, limit, expiry, cost, lifetime)
         stamps[i] = stamp
     end
     local entries = redis.call('LPUSH', key, unpack(stamps))
-    if entries > limit then
-        redis.call('LPOP', key, cost)
-        return {0, entries - cost, oldest or stamp}
-    end
     if renew then
         redis.call('EXPIRE', key, math.max(expiry, lifetime) + expiry)
+    end
+    if entries > limit then
+        redis.call('LTRIM', key, cost, -1)
+        return {0, entries - cost, oldest or stamp}
     end
     return {1, entries, oldest or stamp}
 end
 """
 # KEYS[1]: the rate window; KEYS[2], when given: the concurrency limit's
 # holders, where an admitted hit also takes a slot (one round trip for both).
-# ARGV: limit, expiry (seconds), cost, key lifetime (seconds), then with
-# KEYS[2] take_slot's holder, limit, lease and key lifetime (ms), then the
-# holders this process has given back since (removed first, hit or not).
+# ARGV: 1 when this is the resend of a hit whose reply was lost (else 0),
+# limit, expiry (seconds), cost, key lifetime (seconds), then with KEYS[2]
+# take_slot's holder, limit, lease and key lifetime (ms), then the holders this
+# process has given back since (removed first, hit or not).
 # Returns rate_hit's three values, then with KEYS[2] the slot: 1 taken, 0 all
-# held, -1 not tried (the hit was refused).
+# held, -1 not tried (the hit was refused). A resend whose holder already
+# holds a slot was admitted by the lost run: it is answered as that run
+# answered, without a second hit (which the first one's entry could refuse).
 _RATE_HIT = (
     _RATE_HIT_LUA
     + TAKE_SLOT_LUA
     + """
 local clock = redis.call('TIME')
 local seconds, micros = tonumber(clock[1]), tonumber(clock[2])
-if KEYS[2] and #ARGV > 8 then
-    redis.call('ZREM', KEYS[2], unpack(ARGV, 9))
+local now = seconds + micros / 1000000
+if KEYS[2] and ARGV[1] == '1' and redis.call('ZSCORE', KEYS[2], ARGV[6]) then
+    local oldest = redis.call('LINDEX', KEYS[1], -1)
+    return {1, redis.call('LLEN', KEYS[1]), oldest or string.format('%.6f', now), 1}
 end
-local window = rate_hit(KEYS[1], seconds + micros / 1000000,
-    tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if KEYS[2] and #ARGV > 9 then
+    redis.call('ZREM', KEYS[2], unpack(ARGV, 10))
+end
+local window = rate_hit(KEYS[1], now,
+    tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 if KEYS[2] then
     window[4] = -1
     if window[1] == 1 then
         window[4] = take_slot(KEYS[2], seconds * 1000 + math.floor(micros / 1000),
-            ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
+            ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])
     end
 end
 return window
@@ -157,11 +167,16 @@ class SharedWindowStorage(RedisStorage):
         self._threads = threading.local()
 
     def _connection(self) -> Connection:
-        """This thread's connection, taken from the shared pool for the
-        thread's life: a hit skips the pool's checkout and return."""
-        connection: Connection | None = getattr(self._threads, "connection", None)
-        if connection is None:
-            connection = self._threads.connection = self.storage.connection_pool.get_connection()
+        """This thread's connection from the shared pool, kept for the thread's
+        life (a hit then skips the pool's checkout and return) by a
+        single-connection client, which gives it back when the thread ends."""
+        client: Redis | None = getattr(self._threads, "client", None)
+        if client is None:
+            client = self._threads.client = Redis(
+                connection_pool=self.storage.connection_pool, single_connection_client=True
+            )
+        connection = client.connection
+        assert connection is not None  # a single-connection client holds one from the start
         return connection
 
     def _run_hit(self, keys: list[str], args: list[str | int]) -> list[Any]:
@@ -177,14 +192,17 @@ class SharedWindowStorage(RedisStorage):
     def _call(
         connection: Connection, command: str, script: str, keys: list[str], args: list[str | int]
     ) -> list[Any]:
+        reused = connection.is_connected
         try:
-            return _send_and_read(connection, command, script, keys, args)
+            return _send_and_read(connection, command, script, keys, [0, *args])
         except ConnectionError:
-            # Dropped while idle (a restarted Redis, a server-side timeout):
-            # once more on a new connection, as redis-py's own retry would. Should
-            # the script have run, the hit counts twice: stricter, never looser.
+            if not reused:  # a new connection failed: Redis is away
+                raise
+            # One kept from an earlier request was dropped (a restarted Redis,
+            # a server-side timeout): once more on a new one. Should the lost
+            # run have admitted the hit, the script answers as it did.
             connection.disconnect()
-            return _send_and_read(connection, command, script, keys, args)
+            return _send_and_read(connection, command, script, keys, [1, *args])
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit (``True``) or refuse one hit; ``True`` when Redis fails."""
@@ -201,8 +219,10 @@ class SharedWindowStorage(RedisStorage):
         with redis_guard(COMPONENT) as guard:
             admitted, entries, oldest, *slot = self._run_hit(keys, args)
         if guard.failed:
-            if leases and slot_key:  # not removed: the keeper tries again
-                leases.requeue_released(slot_key, released)
+            if leases and slot_key:
+                # Not removed: the keeper tries again, with the holder the
+                # script may have added before its reply was lost.
+                leases.requeue_released(slot_key, [*released, holder])
             return True  # the slot is then taken on its own (fail open)
         _report_window(limit, int(entries), float(oldest), expiry)
         if leases and slot_key and slot == [1]:

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from service.ratelimit import RATE_STORAGE_PREFIX, leases
+from service.ratelimit import RATE_STORAGE_PREFIX, leases, window
 from service.ratelimit.leases import LIMITER_KEY_SECONDS, ConcurrencyLimiter
 from tests.unit.test_ratelimit import KEY, RELEASED_WITHIN, settled_slots
 
@@ -126,6 +126,40 @@ def test_the_rate_hit_survives_a_connection_redis_dropped(
     statuses = [client.get("/probe").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]  # sent again on a new connection: counted, not let through
     assert _limiter_errors() == failures
+
+
+def test_a_hit_whose_reply_was_lost_is_answered_as_it_ran(
+    probe: Callable[..., FlaskClient], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = probe(rate_limit="2/minute", max_concurrent_requests=1)  # one request spent
+    send_and_read = window._send_and_read
+    lost: list[Any] = []
+
+    def reply_lost(connection: redis.connection.Connection, *args: Any) -> Any:
+        if not lost:  # the script runs; its reply is lost with the connection
+            lost.append(send_and_read(connection, *args))
+            connection.disconnect()
+            raise redis.ConnectionError("Connection closed by server.")
+        return send_and_read(connection, *args)
+
+    monkeypatch.setattr(window, "_send_and_read", reply_lost)
+    assert client.get("/probe").status_code == 200  # admitted by the run whose reply was lost
+    assert settled_slots(redis_client, 0) == 0  # its slot given back: none left behind
+    refused = client.get("/probe")
+    assert refused.status_code == 429  # the resend counted nothing: two of two
+    assert refused.json["error"]["code"] == "rate_limited"  # type: ignore[index]
+
+
+def test_a_request_thread_that_ends_gives_its_connection_back(
+    probe: Callable[..., FlaskClient], redis_client: redis.Redis
+) -> None:
+    client = probe()
+    before = redis_client.info("clients")["connected_clients"]
+    for _ in range(20):  # one request per thread, as a thread-per-request server serves them
+        thread = threading.Thread(target=client.get, args=("/probe",))
+        thread.start()
+        thread.join()
+    assert redis_client.info("clients")["connected_clients"] - before < 5  # not one per thread
 
 
 def _limiter_errors() -> float:
