@@ -58,8 +58,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["settings"] = settings
     # Client addresses (logs, per-client limits) from the X-Forwarded-For
-    # entries added by the TRUSTED_PROXIES nearest proxies; 0 trusts none.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    # entries added by the TRUSTED_PROXIES nearest proxies; 0 trusts none, and
+    # then no forwarded header is read at all (nor paid for on each request).
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     register_request_id(app)
     register_request_metrics(app)
     # The CronJobs' pods are never scraped: the web pods export what they leave behind.
