@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from flask import Flask, request
 from sqlalchemy import text
 
@@ -31,3 +32,19 @@ def test_without_a_trusted_proxy_no_forwarded_header_is_believed(
         {"ip": "127.0.0.1", "proto": "http"},  # the client's own claims: ignored
         {"ip": "198.51.100.9", "proto": "https"},  # what the trusted proxy saw
     ]
+
+
+def test_coroutine_views_are_still_told_apart(app: Flask) -> None:
+    """``ensure_sync``'s answers are remembered, not changed: an ``async``
+    view still needs Flask's async extra (not installed), a plain one runs as is."""
+
+    async def coroutine_view() -> dict[str, str]:
+        return {}
+
+    def plain_view() -> dict[str, str]:
+        return {}
+
+    for _ in range(2):  # asked again: the remembered answer
+        with pytest.raises(RuntimeError, match="async"):
+            app.ensure_sync(coroutine_view)
+        assert app.ensure_sync(plain_view) is plain_view
