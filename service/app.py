@@ -1,4 +1,4 @@
-"""The application factory: it only wires things together."""
+"""The application factory: it only wires things together (into :class:`ServiceApp`)."""
 
 from __future__ import annotations
 

@@ -97,8 +97,9 @@ class ConcurrencyLimiter:
 
     With ``redis`` the slots are shared by every process: per key a sorted
     set of holder ids (``host:pid:id``, :func:`service.ids.new_id`) scored by
-    lease expiry on Redis's clock. Taking a slot drops expired leases, counts and adds in one Lua
-    script; giving it back is one ``ZREM``. While a process holds slots a
+    lease expiry on Redis's clock. Taking a slot counts and adds in one Lua
+    script (sweeping expired leases first when the set looks full); giving
+    it back is one ``ZREM``. While a process holds slots a
     daemon thread (the lease keeper) renews their leases every third of the
     lease, so only a process that stopped running loses them. The rate
     limit's storage takes the slot in its own round trip

@@ -37,11 +37,11 @@ _SLOT_WANTED = "concurrency_slot_wanted"
 # first and taken back (``LTRIM``) if it overfills the window: one call fewer
 # than counting first on the admitted path.
 # Its expiry is set only when the list is created or trimmed (admitted or
-# not), to ``lifetime``
-# (at least the window) plus one window: a hit that trims nothing comes at
-# most one window after the last expiry was set (any later one finds an entry
-# that has left), so the list still has ``lifetime`` to live after every
-# write, and its newest entry leaves the window before the list expires.
+# not), to ``lifetime`` (at least the window) plus one window: a hit that
+# trims nothing comes at most one window after the last expiry was set (any
+# later one finds an entry that has left), so the list still has
+# ``lifetime`` to live after every write, and its newest entry leaves the
+# window before the list expires.
 # Returns {admitted 0|1, entries in the window, oldest entry in the window
 # (epoch seconds, as a string)}.
 _RATE_HIT_LUA = """

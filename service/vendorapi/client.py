@@ -18,7 +18,6 @@ environment's proxy and CA bundle settings once, as its users expect.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -59,7 +58,7 @@ from service.vendorapi.errors import (
     VendorTimeout,
     VendorUnreachable,
 )
-from service.vendorapi.wire import dumps, parse_vendor_time
+from service.vendorapi.wire import dumps, loads, parse_vendor_time
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -292,7 +291,7 @@ def _pool_manager(base_url: str) -> urllib3.PoolManager:
 
 def _read_body(status: int, data: bytes, *, is_order: bool) -> Any:
     try:
-        body = json.loads(data, parse_float=Decimal)
+        body = loads(data)
     except ValueError:
         body = None
     message = body.get("message") if isinstance(body, dict) else None

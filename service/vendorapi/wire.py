@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NoReturn
 
 
 def dumps(value: object) -> str:
@@ -27,6 +28,16 @@ def dumps(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(dumps(item) for item in value) + "]"
     return json.dumps(value)
+
+
+def loads(raw: str | bytes) -> object:
+    """Parse the vendor's JSON: numbers with a fraction as ``Decimal``;
+    ``NaN`` and ``Infinity`` are not numbers (``ValueError``)."""
+    return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number")
 
 
 def format_vendor_time(moment: datetime) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import math
 import re
 import threading
@@ -17,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any, NamedTuple, NoReturn, TypedDict
+from typing import Any, NamedTuple, TypedDict
 from urllib.parse import parse_qs, unquote
 
 from service.vendorapi.simulator import market
@@ -29,6 +28,7 @@ from service.vendorapi.simulator.catalogue import (
 )
 from service.vendorapi.simulator.config import KNOBS, SimulatorConfig, as_float
 from service.vendorapi.simulator.faults import Faults
+from service.vendorapi.wire import loads
 
 _BUY_PATH = re.compile(r"/stocks/([^/]+)/buy")
 _ADMIN_ROUTES = {
@@ -307,14 +307,10 @@ def _route(method: str, path: str) -> tuple[str | None, str]:
     return _ADMIN_ROUTES.get((method, path)), ""
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a number")
-
-
 def _parse_object(body: bytes) -> dict[str, object]:
     """A request body as a JSON object, numbers with fractions as ``Decimal``."""
     try:
-        value = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        value = loads(body)
     except ValueError as error:
         raise ValueError("Request body must be a JSON object") from error
     if not isinstance(value, dict):
