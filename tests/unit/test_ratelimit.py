@@ -19,6 +19,9 @@ from prometheus_client import REGISTRY
 from service.ratelimit import CONCURRENCY_KEY_PREFIX, leases
 from service.ratelimit.leases import ConcurrencyLimiter, Slot
 
+# Their slots must come back within milliseconds (RELEASED_WITHIN).
+pytestmark = pytest.mark.usefixtures("no_pending_collection")
+
 KEY = f"{CONCURRENCY_KEY_PREFIX}:global"
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 # A Swagger UI file /docs loads, served by the service itself.

@@ -15,6 +15,9 @@ from service.ratelimit import leases
 from service.ratelimit.leases import ConcurrencyLimiter
 from tests.unit.test_ratelimit import KEY, RELEASED_WITHIN
 
+# Their slots must come back within milliseconds (RELEASED_WITHIN).
+pytestmark = pytest.mark.usefixtures("no_pending_collection")
+
 
 class _Counting(ConcurrencyLimiter):
     """Counts the keeper's removals and renewals."""
