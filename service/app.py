@@ -16,7 +16,14 @@ from service import jobs
 from service.api.errors import register_error_handlers
 from service.auth import register_auth
 from service.config import Settings
-from service.extensions import db, migrate, ping_idle_connections, redis_store
+from service.extensions import (
+    AUTOCOMMIT_BIND,
+    db,
+    migrate,
+    ping_idle_connections,
+    redis_store,
+    register_autocommit,
+)
 from service.logging import register_request_id
 from service.metrics import register_request_metrics, register_state_collectors
 from service.ratelimit import register_limits
@@ -100,7 +107,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 def register_extensions(app: Flask, settings: Settings) -> None:
     db.init_app(app)
     with app.app_context():
-        ping_idle_connections(db.engine)
+        for engine in db.engines.values():
+            ping_idle_connections(engine)
+        register_autocommit(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     redis_store.init_app(app, settings.redis_url)
     register_vendor(app, settings)
@@ -116,6 +125,12 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        # A second pool, of connections always in autocommit, for the buy's
+        # one-statement writes (service.extensions.autocommit); the engine
+        # options above are its defaults.
+        "SQLALCHEMY_BINDS": {}
+        if settings.uses_sqlite
+        else {AUTOCOMMIT_BIND: {"url": settings.database_url, "isolation_level": "AUTOCOMMIT"}},
         # A larger body is refused (413 request_too_large) before it is read.
         "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "API_TITLE": "Stock trading service",

@@ -13,7 +13,7 @@ import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DisconnectionError
 
 # The models map onto their own declarative base (service.models.base.Base);
@@ -53,6 +53,31 @@ def ping_idle_connections(engine: Engine) -> None:
         except Exception as exc:  # the driver's own error: the connection is dead
             # The pool discards the connection and checks out another.
             raise DisconnectionError() from exc
+
+
+# The bind (``SQLALCHEMY_BINDS``) of the engine whose connections are always
+# in autocommit, on PostgreSQL: switching a pooled connection in and out of
+# autocommit costs psycopg2 a round trip each way, at every checkout.
+AUTOCOMMIT_BIND = "autocommit"
+_AUTOCOMMIT = "autocommit_engine"
+
+
+def register_autocommit(app: Flask) -> None:
+    """(App context.) Give ``app`` :func:`autocommit` connections: from the
+    :data:`AUTOCOMMIT_BIND` engine when there is one, else (SQLite) from the
+    app's own engine, switched to autocommit at each checkout."""
+    engine = db.engines.get(AUTOCOMMIT_BIND)
+    if engine is None:
+        engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    app.extensions[_AUTOCOMMIT] = engine
+
+
+def autocommit() -> Connection:
+    """A connection (use it in ``with``) on which each statement commits by
+    itself: one round trip, no ``BEGIN`` and ``COMMIT`` and no session. For
+    the writes of a buy, which are one statement each."""
+    engine: Engine = current_app.extensions[_AUTOCOMMIT]
+    return engine.connect()
 
 
 # Short socket timeouts: Redis is an optimisation, so a sick Redis must cost a

@@ -48,7 +48,7 @@ def claim(key: str | None = None, user_id: str = "alice") -> int | None:
     """Claim a pending attempt (2 AAPL at 10.5) as a buy does, uncommitted."""
     order = {"symbol": "AAPL", "quantity": 2, "requested_price": Decimal("10.5")}
     return transactions.claim(
-        db.session(),
+        db.session().connection(),
         {**order, "user_id": user_id, "idempotency_key": key, "request_fingerprint": "f"},
     )
 

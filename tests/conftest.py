@@ -85,7 +85,8 @@ def database_url() -> str:
     app = create_app(Settings.from_env({}, database_url=TEST_DATABASE_URL))
     with app.app_context():
         upgrade()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
     return TEST_DATABASE_URL
 
 
@@ -184,7 +185,8 @@ def make_app(
                 conn.execute(
                     sa.text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE")
                 )
-            db.engine.dispose()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 @pytest.fixture

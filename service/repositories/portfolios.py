@@ -6,10 +6,11 @@ import functools
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Result, bindparam, select
+from sqlalchemy import Result, Select, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from service.models import Holding, Portfolio
+from service.models.base import utcnow
 from service.models.portfolios import DEFAULT_PORTFOLIO
 from service.repositories import upsert, upsert_for
 
@@ -63,6 +64,7 @@ def add_to_holding(
         "symbol": symbol,
         "quantity": quantity,
         "cost": cost,
+        "credited_at": utcnow(),
     }
     connection = session.connection()
     statement = _add_to_holding(connection.dialect.name)
@@ -79,17 +81,26 @@ def _add_to_holding(dialect: str) -> Any:
         bindparam("symbol", type_=Holding.symbol.type),
         bindparam("quantity", type_=Holding.quantity.type),
         bindparam("cost", type_=Holding.cost_basis.type),
+        literal(1),
+        bindparam("credited_at", type_=Holding.updated_at.type),
     ).where(Portfolio.user_id == bindparam("user_id"), Portfolio.name == bindparam("portfolio"))
-    insert = upsert_for(dialect, Holding.__table__).from_select(
-        ["portfolio_id", "symbol", "quantity", "cost_basis"], found
-    )
-    return insert.on_conflict_do_update(
+    return credit_holdings(upsert_for(dialect, Holding.__table__), found)
+
+
+def credit_holdings(insert: Any, found: Select[Any]) -> Any:
+    """``insert`` (an ``INSERT INTO holdings`` builder) of the rows ``found``
+    (portfolio id, symbol, quantity, cost, version 1, time), added to the
+    holding when there is one: ``ON CONFLICT DO UPDATE SET quantity =
+    holdings.quantity + …``, so concurrent buys never lose an update."""
+    columns = ["portfolio_id", "symbol", "quantity", "cost_basis", "version", "updated_at"]
+    credit = insert.from_select(columns, found, include_defaults=False)
+    return credit.on_conflict_do_update(
         index_elements=["portfolio_id", "symbol"],
         set_={
-            "quantity": Holding.quantity + insert.excluded.quantity,
-            "cost_basis": Holding.cost_basis + insert.excluded.cost_basis,
+            "quantity": Holding.quantity + credit.excluded.quantity,
+            "cost_basis": Holding.cost_basis + credit.excluded.cost_basis,
             "version": Holding.version + 1,
-            "updated_at": insert.excluded.updated_at,
+            "updated_at": credit.excluded.updated_at,
         },
     )
 

@@ -6,6 +6,7 @@ import functools
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, case
 from sqlalchemy.orm import Session
 
 from service.models import DailySummary, Transaction, TransactionStatus
@@ -87,7 +88,13 @@ def _add(
 @functools.cache
 def _add_statement(dialect: str) -> Any:
     # Built once per backend; the values are bound at each execution.
-    insert = upsert_for(dialect, DailySummary.__table__)
+    return add_to_summaries(upsert_for(dialect, DailySummary.__table__))
+
+
+def add_to_summaries(insert: Any) -> Any:
+    """``insert`` (an ``INSERT INTO daily_summaries`` builder, its rows given)
+    added to the day's row when there is one: ``ON CONFLICT DO UPDATE SET
+    count = daily_summaries.count + …``, so concurrent buys never lose an update."""
     return insert.on_conflict_do_update(
         index_elements=["day", "status", "reason", "symbol"],
         set_={
@@ -96,3 +103,10 @@ def _add_statement(dialect: str) -> Any:
             "amount": DailySummary.amount + insert.excluded.amount,
         },
     )
+
+
+def amount_of(row: Any) -> ColumnElement[Decimal]:
+    """:func:`transaction_amount` in SQL, of ``row`` (a selectable with the
+    ledger's columns)."""
+    succeeded = and_(row.c.status == TransactionStatus.SUCCEEDED.value, row.c.total.is_not(None))
+    return case((succeeded, row.c.total), else_=row.c.requested_price * row.c.quantity)

@@ -9,7 +9,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Result,
+    Table,
+    and_,
+    bindparam,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from service.models import Transaction, TransactionStatus
@@ -18,7 +29,7 @@ from service.repositories import upsert_for
 _TABLE: Table = Transaction.__table__  # type: ignore[assignment]
 
 
-def claim(session: Session, values: Mapping[str, Any]) -> int | None:
+def claim(connection: Connection, values: Mapping[str, Any]) -> int | None:
     """Insert a ``pending`` attempt with the columns in ``values`` (``user_id``,
     ``symbol``, ``quantity``, ``requested_price``, ``idempotency_key``,
     ``request_fingerprint``) and return its id.
@@ -28,7 +39,6 @@ def claim(session: Session, values: Mapping[str, Any]) -> int | None:
     decides, so of concurrent claims with one key exactly one gets an id (the
     others wait for it to commit). Without a key (``None``) it always inserts.
     """
-    connection = session.connection()
     statement = _claim(connection.dialect.name)
     result = connection.execute(statement, {**_CLAIM_DEFAULTS, **values})
     return result.scalar_one_or_none()
@@ -57,7 +67,7 @@ def by_idempotency_key(session: Session, user_id: str, idempotency_key: str) -> 
     ).scalar_one()
 
 
-def count_order(session: Session, transaction_id: int, market_price: Decimal) -> bool:
+def count_order(connection: Connection, transaction_id: int, market_price: Decimal) -> bool:
     """Count one more order of the ``pending`` attempt ``transaction_id`` (and
     note the ``market_price`` it was checked against) before it is sent.
 
@@ -65,7 +75,7 @@ def count_order(session: Session, transaction_id: int, market_price: Decimal) ->
         finalised meanwhile): then no order may be sent.
     """
     params = {"transaction_id": transaction_id, "checked_price": market_price}
-    return session.connection().execute(_COUNT_ORDER, params).scalar_one_or_none() is not None
+    return connection.execute(_COUNT_ORDER, params).scalar_one_or_none() is not None
 
 
 _COUNT_ORDER = (
@@ -144,9 +154,9 @@ def finalise(
     :data:`FINAL_COLUMNS` (``status``, ``completed_at`` …; a missing one is
     set to none, except that a ``market_price`` or ``attempts`` missing or
     ``None`` keeps the row's own)."""
-    params = {**_final_params(values), "transaction_id": transaction_id}
-    rows = _finalise_pending(session, _FINALISE_ONE, params)
-    return rows[0] if rows else None
+    params = {**final_params(values), "transaction_id": transaction_id}
+    rows = session.connection().execute(_FINALISE_ONE, params)
+    return next(iter(as_transactions(rows)), None)
 
 
 def finalise_pending_before(
@@ -156,8 +166,8 @@ def finalise_pending_before(
     ``cutoff`` and counted an order (``orders_sent``) or none (not
     ``orders_sent``), with ``values`` as :func:`finalise` takes them."""
     counted = _TABLE.c.attempts > 0 if orders_sent else _TABLE.c.attempts == 0
-    statement = _finalise_where(and_(_TABLE.c.created_at < cutoff, counted))
-    return _finalise_pending(session, statement, _final_params(values))
+    statement = finalise_where(and_(_TABLE.c.created_at < cutoff, counted))
+    return as_transactions(session.connection().execute(statement, final_params(values)))
 
 
 # The columns a final status sets.
@@ -175,11 +185,16 @@ FINAL_COLUMNS = (
 _KEPT_UNLESS_GIVEN = ("market_price", "attempts")
 
 
-def _final_params(values: Mapping[str, Any]) -> dict[str, Any]:
+def final_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`finalise_where`'s statement for ``values``
+    (as :func:`finalise` takes them)."""
     return {f"final_{name}": values.get(name) for name in FINAL_COLUMNS}
 
 
-def _finalise_where(condition: ColumnElement[bool]) -> Any:
+def finalise_where(condition: ColumnElement[bool]) -> Any:
+    """``UPDATE transactions`` of the ``pending`` rows that meet ``condition``
+    to the final values of :func:`final_params` (``updated_at`` too: it is
+    the completion time), ``RETURNING`` every column."""
     # "AND status = 'pending'" makes the move happen once: of two concurrent
     # updates, the second re-checks the row after the first commits and skips it.
     final: dict[str, Any] = {}
@@ -187,6 +202,7 @@ def _finalise_where(condition: ColumnElement[bool]) -> Any:
         column = _TABLE.c[name]
         value = bindparam(f"final_{name}", type_=column.type)
         final[name] = func.coalesce(value, column) if name in _KEPT_UNLESS_GIVEN else value
+    final["updated_at"] = final["completed_at"]
     return (
         update(_TABLE)
         .where(condition, _TABLE.c.status == TransactionStatus.PENDING.value)
@@ -196,15 +212,13 @@ def _finalise_where(condition: ColumnElement[bool]) -> Any:
 
 
 # A buy's own final write: built once, its values bound at each execution.
-_FINALISE_ONE = _finalise_where(_TABLE.c.id == bindparam("transaction_id"))
+_FINALISE_ONE = finalise_where(_TABLE.c.id == bindparam("transaction_id"))
 
 
-def _finalise_pending(
-    session: Session, statement: Any, params: dict[str, Any]
-) -> list[Transaction]:
-    # A Core statement: the rows come back as new objects, outside the
-    # session (no identity map, no refresh after the commit). A pending row
-    # has no resolution (only an ``unknown`` row, already final, can be
-    # resolved), so theirs is none.
-    rows = session.connection().execute(statement, params).mappings()
-    return [Transaction(**row, resolution=None) for row in rows]
+def as_transactions(rows: Result[Any]) -> list[Transaction]:
+    """The rows of a statement that returns every ledger column, as
+    :class:`Transaction` objects outside the session (no identity map, no
+    refresh after the commit)."""
+    # A pending row has no resolution (only an ``unknown`` row, already final,
+    # can be resolved), so a row just finalised has none.
+    return [Transaction(**row, resolution=None) for row in rows.mappings()]

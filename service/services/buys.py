@@ -49,7 +49,7 @@ from service.errors import (
     PriceOutOfTolerance,
     ServiceError,
 )
-from service.extensions import db
+from service.extensions import autocommit, db
 from service.metrics import PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
@@ -111,23 +111,22 @@ def buy(
     :raises ServiceError: the attempt's final status when it did not succeed,
         as :func:`result_of` describes it.
     """
-    session = db.session()
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
-    transaction_id = transactions.claim(
-        session,
-        {
-            "user_id": user_id,
-            "symbol": symbol,
-            "quantity": quantity,
-            "requested_price": price,
-            "idempotency_key": idempotency_key,
-            "request_fingerprint": fingerprint,
-        },
-    )
+    with autocommit() as connection:  # committed as it is inserted
+        transaction_id = transactions.claim(
+            connection,
+            {
+                "user_id": user_id,
+                "symbol": symbol,
+                "quantity": quantity,
+                "requested_price": price,
+                "idempotency_key": idempotency_key,
+                "request_fingerprint": fingerprint,
+            },
+        )
     if transaction_id is None:
         assert idempotency_key is not None  # only a repeated key stops a claim
         return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint), replayed=True)
-    session.commit()
     try:
         outcome = _trade(transaction_id, symbol, price, quantity)
     except Exception:
@@ -283,12 +282,10 @@ def _count_order(transaction_id: int, market_price: Decimal) -> None:
 
     :raises OrderNotCounted: the write failed, or the attempt is no longer pending.
     """
-    session = db.session()
     try:
-        counted = transactions.count_order(session, transaction_id, market_price)
-        session.commit()
+        with autocommit() as connection:  # committed as it is updated
+            counted = transactions.count_order(connection, transaction_id, market_price)
     except SQLAlchemyError as exc:
-        session.rollback()
         log.warning(
             "order not counted, not sent",
             extra={"transaction_id": transaction_id, "error": type(exc).__name__},

@@ -17,20 +17,23 @@ from sqlalchemy.pool import NullPool
 
 from service.extensions import PING_IDLE_AFTER_SECONDS, db
 from service.vendorapi.simulator import Simulator
-from tests.buys_support import STEADY_REPRICE_SECONDS, holdings, ledger, post_buy
+from tests.buys_support import STEADY_REPRICE_SECONDS, holdings, ledger, post_buy, summaries
 
 
 @contextmanager
 def _round_trips(app: Flask) -> Iterator[Counter[str]]:
     """Counts what reaches PostgreSQL meanwhile: statements (by their first
-    word), ``commit``, ``checkout`` (from the pool) and ``connect`` (a new
-    connection)."""
+    word), those sent in ``autocommit`` (each its own transaction: no BEGIN
+    and COMMIT round trips), ``commit``, ``checkout`` (from the pool) and
+    ``connect`` (a new connection)."""
     seen: Counter[str] = Counter()
     with app.app_context():
-        engine = db.engine
+        engines = list(db.engines.values())  # the session's, and the autocommit one
 
     def statement(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
         seen[sql.split(None, 1)[0].upper()] += 1
+        if cursor.connection.autocommit:
+            seen["autocommit"] += 1
 
     def commit(conn: Any) -> None:
         seen["commit"] += 1
@@ -41,12 +44,14 @@ def _round_trips(app: Flask) -> Iterator[Counter[str]]:
     def connect(*_: Any) -> None:
         seen["connect"] += 1
 
-    hooks: list[tuple[Any, str, Callable[..., None]]] = [
-        (engine, "before_cursor_execute", statement),
-        (engine, "commit", commit),
-        (engine.pool, "checkout", checkout),
-        (engine.pool, "connect", connect),
-    ]
+    hooks: list[tuple[Any, str, Callable[..., None]]] = []
+    for engine in engines:
+        hooks += [
+            (engine, "before_cursor_execute", statement),
+            (engine, "commit", commit),
+            (engine.pool, "checkout", checkout),
+            (engine.pool, "connect", connect),
+        ]
     for target, name, hook in hooks:
         event.listen(target, name, hook)
     try:
@@ -56,7 +61,7 @@ def _round_trips(app: Flask) -> Iterator[Counter[str]]:
             event.remove(target, name, hook)
 
 
-def test_a_buy_takes_five_statements_in_three_short_transactions(
+def test_a_buy_takes_three_statements_each_its_own_transaction(
     app: Flask, client: FlaskClient, simulator: Simulator
 ) -> None:
     simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
@@ -68,14 +73,39 @@ def test_a_buy_takes_five_statements_in_three_short_transactions(
 
     assert response.status_code == 201
     # The claim (INSERT), the order counted before it is sent (UPDATE), then
-    # the final row (UPDATE), the holding and the day's summary (INSERT … ON
-    # CONFLICT each): every order counted before it leaves, the outcome in one
-    # transaction. Three checkouts, one per transaction; none is pinged, as
-    # each connection was used within the last second (pings bypass these
-    # events: the next test shows them).
-    assert seen == Counter({"INSERT": 3, "UPDATE": 2, "commit": 3, "checkout": 3})
+    # the outcome: the final row, the holding and the day's summary in one
+    # statement (WITH … UPDATE … INSERT … INSERT). Each is atomic by itself
+    # and sent in autocommit: three round trips, no BEGIN or COMMIT. Three
+    # checkouts; none is pinged, as each connection was used within the last
+    # second (pings bypass these events: the next test shows them).
+    assert seen == Counter({"INSERT": 1, "UPDATE": 1, "WITH": 1, "autocommit": 3, "checkout": 3})
     assert [row.status for row in ledger()] == ["succeeded", "succeeded"]
     assert holdings()["AAPL"].quantity == 3
+    assert summaries()[("succeeded", "", "AAPL")].quantity == 3
+
+
+def test_the_first_buy_creates_the_portfolio_in_one_transaction(
+    app: Flask, client: FlaskClient, simulator: Simulator
+) -> None:
+    simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
+    price = simulator.price("AAPL")
+    assert post_buy(client, price, 1, user_id="bob").status_code == 201  # quote cached
+
+    with _round_trips(app) as seen:
+        response = post_buy(client, price, 2)
+
+    assert response.status_code == 201
+    # Alice has no portfolio: the one statement writes nothing (it never
+    # records a success it cannot credit), and the outcome is written step by
+    # step in one transaction that creates the portfolio.
+    assert seen["WITH"] == 1
+    assert seen["commit"] == 1
+    assert [(row.user_id, row.status) for row in ledger()] == [
+        ("bob", "succeeded"),
+        ("alice", "succeeded"),
+    ]
+    assert holdings("alice")["AAPL"].quantity == 2
+    assert summaries()[("succeeded", "", "AAPL")].quantity == 3
 
 
 def test_pooled_connections_killed_while_idle_are_replaced_before_use(

@@ -125,7 +125,8 @@ def settle(database_url: str, redis_url: str | None = None) -> int:
             return finalise_abandoned(timedelta(0))
         finally:
             db.session.remove()
-            db.engine.dispose()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 def assert_invariants(

@@ -64,7 +64,8 @@ def test_sqlite_embedded_default_migrates(tmp_path: Path) -> None:
     with app.app_context():
         upgrade()
         tables = set(sa.inspect(db.engine).get_table_names())
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
     assert {
         "transactions",
         "portfolios",

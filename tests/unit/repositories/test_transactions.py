@@ -60,7 +60,7 @@ def test_attempts_are_finalised_by_whether_they_counted_an_order(app: Flask) -> 
     unsent, sent = claim(None), claim(None)
     assert unsent is not None
     assert sent is not None
-    assert transactions.count_order(session, sent, Decimal("10.4"))
+    assert transactions.count_order(session.connection(), sent, Decimal("10.4"))
     soon = utcnow() + timedelta(seconds=1)
 
     (found,) = transactions.finalise_pending_before(session, soon, _final(), orders_sent=True)
@@ -68,4 +68,6 @@ def test_attempts_are_finalised_by_whether_they_counted_an_order(app: Flask) -> 
 
     assert (found.id, found.attempts, found.market_price) == (sent, 1, Decimal("10.4"))
     assert (other.id, other.attempts) == (unsent, 0)
-    assert not transactions.count_order(session, sent, Decimal("10.4"))  # final: no more orders
+    assert not transactions.count_order(
+        session.connection(), sent, Decimal("10.4")
+    )  # final: no more orders

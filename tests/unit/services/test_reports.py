@@ -457,7 +457,8 @@ def test_the_embedded_sqlite_database_writes_the_report_to_the_outbox(
 
         outcome = reports.send_daily_report(DAY)
         again = reports.send_daily_report(DAY)
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
 
     assert outcome.delivery is not None
     assert outcome.delivery.outbox_path is not None
