@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pybreaker
-from redis import Redis
+from redis import Redis, RedisError
 
 from service.cache import redis_guard
 from service.metrics import REDIS_ERRORS
@@ -32,11 +32,51 @@ class _BreakerRedisLog:
         log.warning("circuit breaker state unavailable in Redis: " + message, *args)
 
 
-class _CountingRedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage whose swallowed Redis errors are counted
-    (through its documented ``logger`` attribute)."""
+class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage (its keys, its behaviour), with its swallowed
+    Redis errors counted (through its documented ``logger`` attribute) and
+    one round trip less per successful call.
+
+    pybreaker reads the state before each call (``GET``) and sets the failure
+    count to zero after each success (``SET``). This storage reads the count
+    with the state (one ``MGET``) and writes it after a success only when
+    that read saw failures. A success that overlaps another caller's failure
+    may then leave that failure counted, where pybreaker's reset might land
+    before or after it: with concurrent callers the count was never exact.
+    """
 
     logger = _BreakerRedisLog()  # type: ignore[assignment]
+
+    def __init__(self, state: str, redis: Redis, namespace: str) -> None:
+        super().__init__(state, redis, namespace=namespace)
+        self._client = redis
+        # pybreaker's key layout, "<namespace>:pybreaker:<name>".
+        self._state_keys = [
+            f"{namespace}:{self.BASE_NAMESPACE}:{name}" for name in ("state", "fail_counter")
+        ]
+        self._failures_read: int | None = None  # by the last state read, until used
+
+    @property
+    def state(self) -> str:
+        self._failures_read = None
+        try:
+            state, failures = self._client.mget(self._state_keys)
+        except RedisError:
+            self.logger.exception("RedisError: falling back to a closed circuit")
+            return pybreaker.STATE_CLOSED  # as pybreaker's own storage does
+        if state is None:
+            return super().state  # pybreaker re-creates the missing keys
+        self._failures_read = int(failures or 0)
+        return state.decode() if isinstance(state, bytes) else str(state)
+
+    @state.setter
+    def state(self, state: str) -> None:
+        pybreaker.CircuitRedisStorage.state.fset(self, state)  # type: ignore[attr-defined]
+
+    def reset_counter(self) -> None:
+        failures, self._failures_read = self._failures_read, None
+        if failures != 0:
+            super().reset_counter()
 
 
 class _TransitionLog(pybreaker.CircuitBreakerListener):
@@ -126,8 +166,6 @@ class SharedCircuit:
         storage: pybreaker.CircuitBreakerStorage | None = getattr(self._local, "storage", None)
         if storage is None:
             with redis_guard("breaker"):
-                storage = _CountingRedisStorage(
-                    pybreaker.STATE_CLOSED, self._redis, namespace="vendor"
-                )
+                storage = _SharedRedisStorage(pybreaker.STATE_CLOSED, self._redis, "vendor")
                 self._local.storage = storage
         return storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)

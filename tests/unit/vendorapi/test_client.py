@@ -263,3 +263,41 @@ def test_without_redis_the_breaker_stays_closed_and_counts_the_errors(make_clien
     assert page.items  # the vendor is still called
     assert REDIS_ERRORS.labels("breaker")._value.get() > before
     dead.close()
+
+
+class _RecordingRedis(redis.Redis):
+    """A Redis client that notes the name of every command it sends."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.commands: list[str] = []
+
+    def execute_command(self, *args: object, **options: object) -> object:
+        self.commands.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+
+def test_a_call_reads_the_circuit_once_and_resets_only_failures_it_saw(
+    make_client, simulator: Simulator, redis_url: str, redis_client: redis.Redis
+) -> None:
+    recording = _RecordingRedis(connection_pool=redis.ConnectionPool.from_url(redis_url))
+    client = make_client(redis=recording, fail_max=10)
+    price = simulator.price("AAPL")
+    client.place_order("AAPL", price, 1)  # the breaker's keys now exist
+    failures = "vendor:pybreaker:fail_counter"
+
+    recording.commands.clear()
+    client.place_order("AAPL", price, 1)
+    assert recording.commands == ["MGET"]  # state and failures read at once, nothing written
+
+    simulator.configure(error_rate=1.0)
+    with pytest.raises(VendorServerError):
+        client.place_order("AAPL", price, 1)
+    assert redis_client.get(failures) == b"1"
+    simulator.configure(error_rate=0.0)
+
+    recording.commands.clear()
+    client.place_order("AAPL", price, 1)
+    assert recording.commands == ["MGET", "SET"]  # the success clears the failure it saw
+    assert redis_client.get(failures) == b"0"
+    recording.close()
