@@ -1,16 +1,17 @@
 """Portfolios: what a user holds, valued with cached prices only (no vendor call).
 
 Quantities and cost bases come from the user's own succeeded buys (the
-``holdings`` table). They are cached in Redis per user under a *generation*
-number that every successful buy bumps (:func:`invalidate`): a reader stores
-what it read under the generation it saw *before* reading, so a read that
-raced with a buy can never hide that buy from later readers. Market values
+``holdings`` table). They are cached in Redis per user under a *generation*,
+a random number that every successful buy replaces (:func:`invalidate`): a
+reader stores what it read under the generation it saw *before* reading, so
+a read that raced with a buy can never hide that buy from later readers. Market values
 are added at read time from the cached quotes, so they are as fresh as the
 quote cache, with their age shown. Redis failures fall back to the database.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,9 @@ from service.repositories import portfolios as portfolios_repository
 # must not match an entry written under a later generation. Shorter than the
 # limiter keys live (service/ratelimit/window.py: cache keys are evicted first).
 GENERATION_TTL_SECONDS = 3 * 86_400
+# A new generation equals the one it replaces once in 2**62 buys (an expired
+# one reads as 0).
+_GENERATION_BITS = 62
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,10 @@ def invalidate(user_id: str) -> None:
     Call after a buy has committed. Fails open: when Redis is down the cached
     entry (if Redis still has one) lives at most ``CACHE_TTL_SECONDS``.
     """
-    key = _generation_key(user_id)
+    # A new random generation rather than INCR and EXPIRE: one plain command.
+    generation = secrets.randbits(_GENERATION_BITS)
     with cache.redis_guard("cache"):
-        pipe = redis_store.client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, GENERATION_TTL_SECONDS)
-        pipe.execute()
+        redis_store.client.set(_generation_key(user_id), generation, ex=GENERATION_TTL_SECONDS)
 
 
 def _entry_key(user_id: str) -> str:
