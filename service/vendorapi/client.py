@@ -146,7 +146,13 @@ class VendorClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds)
-        self.pool = _pool_manager(self.base_url)
+        self.pool = _connection_pool(self.base_url)
+        # The host's own pool takes the request target; a ProxyManager, the URL.
+        self._target_prefix = (
+            self.base_url
+            if isinstance(self.pool, urllib3.PoolManager)
+            else urllib3.util.parse_url(self.base_url).path or ""
+        )
         self.headers = {"x-api-key": api_key, "Accept": "application/json"}
         self.circuit = SharedCircuit(
             redis, fail_max, reset_timeout, exclude=(VendorRejected, VendorBadResponse)
@@ -216,8 +222,11 @@ class VendorClient:
             raise VendorBadResponse(f"unreadable order confirmation: {exc}") from exc
 
     def close(self) -> None:
-        """Close the pooled connections (the client opens new ones if used again)."""
-        self.pool.clear()
+        """Close the pooled connections (the client is not used afterwards)."""
+        if isinstance(self.pool, urllib3.PoolManager):
+            self.pool.clear()
+        else:
+            self.pool.close()
 
     def circuit_is_open(self) -> bool:
         return self.circuit.is_open()
@@ -252,7 +261,7 @@ class VendorClient:
             # No retries and no redirects: whether to send again is the caller's decision.
             response = self.pool.request(
                 method,
-                self.base_url + path,
+                self._target_prefix + path,
                 body=payload,
                 headers=headers,
                 timeout=self.timeout,
@@ -273,10 +282,13 @@ class VendorClient:
         return _read_body(response.status, response.data, is_order=path.endswith("/buy"))
 
 
-def _pool_manager(base_url: str) -> urllib3.PoolManager:
-    """Connection pools for ``base_url`` with the environment's proxy and CA
-    bundle settings as ``requests`` reads them (``HTTP(S)_PROXY``, ``NO_PROXY``,
-    ``REQUESTS_CA_BUNDLE`` …), read once, when the client is built."""
+def _connection_pool(base_url: str) -> urllib3.PoolManager | urllib3.HTTPConnectionPool:
+    """The connection pool of ``base_url``'s host, with the environment's
+    proxy and CA bundle settings as ``requests`` reads them (``HTTP(S)_PROXY``,
+    ``NO_PROXY``, ``REQUESTS_CA_BUNDLE`` …), read once, when the client is
+    built. Through a proxy, a ``ProxyManager``; else the host's own pool, not a
+    ``PoolManager`` (whose routing of each request to its pool cost 0.15 ms of
+    CPU per call)."""
     environment = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
     verify = environment["verify"]
     tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
@@ -286,7 +298,9 @@ def _pool_manager(base_url: str) -> urllib3.PoolManager:
     proxy = select_proxy(base_url, environment["proxies"])
     if proxy:
         return urllib3.ProxyManager(proxy, num_pools=1, maxsize=POOL_SIZE, **tls)
-    return urllib3.PoolManager(num_pools=1, maxsize=POOL_SIZE, **tls)
+    if not base_url.startswith("https:"):
+        tls = {}
+    return urllib3.connection_from_url(base_url, maxsize=POOL_SIZE, **tls)
 
 
 def _read_body(status: int, data: bytes, *, is_order: bool) -> Any:

@@ -301,3 +301,16 @@ def test_a_call_reads_the_circuit_once_and_resets_only_failures_it_saw(
     assert recording.commands == ["MGET", "SET"]  # the success clears the failure it saw
     assert redis_client.get(failures) == b"0"
     recording.close()
+
+
+def test_requests_go_to_the_base_urls_path_in_origin_form(
+    make_client, vendor_stub: StubVendor
+) -> None:
+    # A vendor behind a path prefix gets "GET /api/v2/stocks", never the
+    # absolute URL as the target (which only proxies must take).
+    vendor_stub.answer("GET", "/api/v2/stocks", json_body={"status": 200, "data": {"items": []}})
+
+    page = make_client(base_url=vendor_stub.url + "/api/v2/").list_stocks()
+
+    assert page.items == ()
+    assert vendor_stub.calls == [("GET", "/api/v2/stocks")]
