@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pybreaker
-from redis import Redis, RedisError
+from redis import Redis
 
 from service.cache import redis_guard
 from service.metrics import REDIS_ERRORS
@@ -59,11 +59,12 @@ class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
     @property
     def state(self) -> str:
         self._failures_read = None
-        try:
-            state, failures = self._client.mget(self._state_keys)
-        except RedisError:
-            self.logger.exception("RedisError: falling back to a closed circuit")
-            return pybreaker.STATE_CLOSED  # as pybreaker's own storage does
+        values = None
+        with redis_guard("breaker"):
+            values = self._client.mget(self._state_keys)
+        if values is None:
+            return pybreaker.STATE_CLOSED  # Redis failed: as pybreaker's own storage does
+        state, failures = values
         if state is None:
             return super().state  # pybreaker re-creates the missing keys
         self._failures_read = int(failures or 0)
