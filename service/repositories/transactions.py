@@ -32,7 +32,8 @@ _TABLE: Table = Transaction.__table__  # type: ignore[assignment]
 def claim(connection: Connection, values: Mapping[str, Any]) -> int | None:
     """Insert a ``pending`` attempt with the columns in ``values`` (``user_id``,
     ``symbol``, ``quantity``, ``requested_price``, ``idempotency_key``,
-    ``request_fingerprint``) and return its id.
+    ``request_fingerprint``; ``attempts`` and ``market_price`` when the claim
+    counts the first order) and return its id.
 
     Returns ``None`` instead when the user already has an attempt with this
     ``idempotency_key``: the unique ``(user_id, idempotency_key)`` constraint
@@ -45,7 +46,12 @@ def claim(connection: Connection, values: Mapping[str, Any]) -> int | None:
 
 
 # Columns a claim always sets, so that every claim binds the same parameters.
-_CLAIM_DEFAULTS = {"idempotency_key": None, "request_fingerprint": None}
+_CLAIM_DEFAULTS = {
+    "idempotency_key": None,
+    "request_fingerprint": None,
+    "attempts": 0,
+    "market_price": None,
+}
 
 
 @functools.cache

@@ -4,13 +4,16 @@ nothing and never buys twice.
 A buy runs in three steps, and only the middle one talks to the vendor:
 
 1. *claim* — the attempt is inserted as ``pending`` and committed before anything
-   else. With an ``Idempotency-Key`` the unique ``(user_id, idempotency_key)``
-   constraint lets exactly one of concurrent requests claim it; the others get
-   the first answer replayed, or 409 (still running) / 422 (other body).
+   else (only a cached quote is read first). With an ``Idempotency-Key`` the
+   unique ``(user_id, idempotency_key)`` constraint lets exactly one of
+   concurrent requests claim it; the others get the first answer replayed, or
+   409 (still running) / 422 (other body).
 2. *trade* — market price, tolerance check, order; no database transaction is
    open meanwhile, except that each order is counted in the ledger
    (``attempts``, committed) before it is sent: if that write fails, nothing
-   is sent. An order is sent again only when the vendor cannot have executed
+   is sent. When the cached quote is fresh enough to trade on and the price
+   is within its band, the order goes out at once and the claim counted it
+   (one write less); the deadline still stops it. An order is sent again only when the vendor cannot have executed
    it (a 5xx, or a request that never left); one whose answer was lost ends
    ``unknown`` and is never resent.
 3. *finish* — :func:`service.services.outcomes.settle` moves the row from
@@ -50,6 +53,7 @@ from service.errors import (
     ServiceError,
 )
 from service.extensions import autocommit, db
+from service.marketdata.codec import Quote
 from service.metrics import PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
@@ -64,7 +68,7 @@ from service.services.orders import (
     failure,
     order_deadline,
 )
-from service.services.stocks import market_price
+from service.services.stocks import cached_price, vendor_price
 from service.vendorapi.client import vendor_client
 from service.vendorapi.errors import (
     CircuitOpen,
@@ -112,23 +116,25 @@ def buy(
         as :func:`result_of` describes it.
     """
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
+    cached = cached_price(symbol)
+    claimed: dict[str, Any] = {
+        "user_id": user_id,
+        "symbol": symbol,
+        "quantity": quantity,
+        "requested_price": price,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": fingerprint,
+    }
+    if cached is not None and _within_band(price, cached.price):
+        # The order will go out at once: the claim counts it (no second write).
+        claimed.update(attempts=1, market_price=cached.price)
     with autocommit() as connection:  # committed as it is inserted
-        transaction_id = transactions.claim(
-            connection,
-            {
-                "user_id": user_id,
-                "symbol": symbol,
-                "quantity": quantity,
-                "requested_price": price,
-                "idempotency_key": idempotency_key,
-                "request_fingerprint": fingerprint,
-            },
-        )
+        transaction_id = transactions.claim(connection, claimed)
     if transaction_id is None:
         assert idempotency_key is not None  # only a repeated key stops a claim
         return result_of(_earlier_attempt(user_id, idempotency_key, fingerprint), replayed=True)
     try:
-        outcome = _trade(transaction_id, symbol, price, quantity)
+        outcome = _trade(transaction_id, symbol, price, quantity, cached)
     except Exception:
         # The order may have been sent: record that we cannot tell.
         log.exception("buy failed unexpectedly", extra={"transaction_id": transaction_id})
@@ -230,20 +236,28 @@ def _attempt_details(transaction: Transaction) -> dict[str, Any]:
     }
 
 
-def _trade(transaction_id: int, symbol: str, price: Decimal, quantity: int) -> Outcome:
-    """Check the price against the market and place the order; the database is
-    only used, and committed at once, to count each order before it is sent."""
+def _trade(
+    transaction_id: int, symbol: str, price: Decimal, quantity: int, cached: Quote | None
+) -> Outcome:
+    """Check the price against the market (the ``cached`` quote, else the
+    vendor's) and place the order; the database is only used, and committed
+    at once, to count each order before it is sent (the claim counted the
+    first one when the cached quote let it through)."""
     deadline = order_deadline()
     try:
-        quote = market_price(symbol)
+        quote = cached or vendor_price(symbol)
     except VendorError as exc:
         return failure(exc, order_sent=False)
-    low, high = price_band(quote.price, current_settings().price_tolerance)
-    if not low <= price <= high:
+    if not _within_band(price, quote.price):
         PRICE_CHECK_REJECTIONS.inc()
         return Outcome(TransactionStatus.REJECTED, PRICE_OUT_OF_TOLERANCE, market_price=quote.price)
     order = Order(
-        symbol, price, quantity, deadline, count=lambda: _count_order(transaction_id, quote.price)
+        symbol,
+        price,
+        quantity,
+        deadline,
+        count=lambda: _count_order(transaction_id, quote.price),
+        first_counted=cached is not None,
     )
     try:
         placed = order.place()
@@ -275,6 +289,12 @@ def _trade(transaction_id: int, symbol: str, price: Decimal, quantity: int) -> O
         vendor_status=200,
         attempts=order.attempts,
     )
+
+
+def _within_band(price: Decimal, market_price: Decimal) -> bool:
+    """Whether ``price`` is within ``PRICE_TOLERANCE`` of ``market_price``."""
+    low, high = price_band(market_price, current_settings().price_tolerance)
+    return low <= price <= high
 
 
 def _count_order(transaction_id: int, market_price: Decimal) -> None:

@@ -118,9 +118,11 @@ class OrderNotCounted(Exception):
 class Order:
     """One order, sent again after ``VENDOR_RETRY_DELAYS`` only while that is safe.
 
-    ``count`` is called before every send: it counts the order in the ledger
-    (committed), so that a worker killed mid-order leaves a row that says an
-    order may exist; it raises :class:`OrderNotCounted` to stop the send.
+    ``count`` is called before every send (but the first when
+    ``first_counted``: the ledger counted it already): it counts the order in
+    the ledger (committed), so that a worker killed mid-order leaves a row
+    that says an order may exist; it raises :class:`OrderNotCounted` to stop
+    the send.
     """
 
     def __init__(
@@ -130,12 +132,15 @@ class Order:
         quantity: int,
         deadline: float,
         count: Callable[[], None],
+        *,
+        first_counted: bool = False,
     ) -> None:
         self.symbol = symbol
         self.price = price
         self.quantity = quantity
         self.deadline = deadline  # time.monotonic() after which nothing is sent
         self.count = count
+        self._uncounted = not first_counted  # the next send must be counted first
         self.attempts = 0  # calls that got past the circuit breaker
         self.last_error: VendorError | None = None  # of the latest call, if it failed
 
@@ -165,7 +170,9 @@ class Order:
     def _attempt(self) -> VendorOrder:
         if time.monotonic() > self.deadline:
             raise OrderDeadlinePassed()
-        self.count()
+        if self._uncounted:
+            self.count()
+        self._uncounted = True
         outcome = "ok"
         try:
             return vendor_client().place_order(self.symbol, self.price, self.quantity)

@@ -211,23 +211,36 @@ def _items_by_symbol(
 
 
 def market_price(symbol: str) -> Quote:
-    """A price good enough to trade ``symbol`` on.
-
-    A cached quote from the current repricing cycle; otherwise exactly one
-    vendor page found through the symbol → token map, loaded single-flight
-    (concurrent buys of one symbol make one vendor call); only when the map
-    does not know the symbol (or its page no longer lists it) the catalogue
-    is walked, filling the map on the way.
+    """A price good enough to trade ``symbol`` on: :func:`cached_price`, else
+    :func:`vendor_price`.
 
     :raises UnknownSymbol: the vendor does not list ``symbol``;
     :raises VendorBadResponse: the vendor lists it but its item is unreadable;
     :raises VendorError: the vendor failed (``CircuitOpen`` included).
     """
+    return cached_price(symbol) or vendor_price(symbol)
+
+
+def cached_price(symbol: str) -> Quote | None:
+    """The cached quote of ``symbol`` from the current repricing cycle, if
+    there is one (counted as a price cache hit or miss); never calls the vendor."""
     cached = store.cached_quotes([symbol]).get(symbol)
     if cached and cached.fresh_for_trading(clock.now(), current_settings().cache_ttl_seconds):
         CACHE_REQUESTS.labels("price", "hit").inc()
         return cached
     CACHE_REQUESTS.labels("price", "miss").inc()
+    return None
+
+
+def vendor_price(symbol: str) -> Quote:
+    """``symbol``'s quote from the vendor, for a symbol :func:`cached_price`
+    had none of: exactly one vendor page found through the symbol → token
+    map, loaded single-flight (concurrent buys of one symbol make one vendor
+    call); only when the map does not know the symbol (or its page no longer
+    lists it) the catalogue is walked, filling the map on the way.
+
+    :raises: as :func:`market_price`.
+    """
     token = store.known_token(symbol)
     if token is not None:
         try:

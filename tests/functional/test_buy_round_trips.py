@@ -61,10 +61,12 @@ def _round_trips(app: Flask) -> Iterator[Counter[str]]:
             event.remove(target, name, hook)
 
 
-def test_a_buy_takes_three_statements_each_its_own_transaction(
-    app: Flask, client: FlaskClient, simulator: Simulator
+def test_a_buy_on_a_cached_quote_takes_two_statements_each_its_own_transaction(
+    make_app: Callable[..., Flask], simulator: Simulator
 ) -> None:
     simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
+    app = make_app(cache_ttl_seconds=STEADY_REPRICE_SECONDS)  # quotes stay fresh
+    client = app.test_client()
     price = simulator.price("AAPL")
     assert post_buy(client, price, 1).status_code == 201  # portfolio, fresh quote cached
 
@@ -72,16 +74,37 @@ def test_a_buy_takes_three_statements_each_its_own_transaction(
         response = post_buy(client, price, 2)
 
     assert response.status_code == 201
-    # The claim (INSERT), the order counted before it is sent (UPDATE), then
-    # the outcome: the final row, the holding and the day's summary in one
-    # statement (WITH … UPDATE … INSERT … INSERT). Each is atomic by itself
-    # and sent in autocommit: three round trips, no BEGIN or COMMIT. Three
-    # checkouts; none is pinged, as each connection was used within the last
-    # second (pings bypass these events: the next test shows them).
+    # The claim, which counts the order as the cached quote lets it through
+    # (INSERT), then the outcome: the final row, the holding and the day's
+    # summary in one statement (WITH … UPDATE … INSERT … INSERT). Each is
+    # atomic by itself and sent in autocommit: two round trips, no BEGIN or
+    # COMMIT. Two checkouts; none is pinged, as each connection was used
+    # within the last second (pings bypass these events: the last test shows them).
+    assert seen == Counter({"INSERT": 1, "WITH": 1, "autocommit": 2, "checkout": 2})
+    with app.app_context():
+        rows = ledger()
+        assert [(row.status, row.attempts) for row in rows] == [("succeeded", 1)] * 2
+        assert rows[1].market_price == price
+        assert holdings()["AAPL"].quantity == 3
+        assert summaries()[("succeeded", "", "AAPL")].quantity == 3
+
+
+def test_a_buy_priced_by_the_vendor_counts_its_order_before_sending_it(
+    app: Flask, client: FlaskClient, simulator: Simulator
+) -> None:
+    simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
+    price = simulator.price("AAPL")
+    assert post_buy(client, price, 1).status_code == 201  # the portfolio exists
+
+    with _round_trips(app) as seen:
+        response = post_buy(client, price, 2)
+
+    assert response.status_code == 201
+    # No quote fresh enough to trade on (this app's cycle is shorter than the
+    # simulator's): the claim (INSERT), the price from the vendor, the order
+    # counted once it passed (UPDATE), the outcome (WITH).
     assert seen == Counter({"INSERT": 1, "UPDATE": 1, "WITH": 1, "autocommit": 3, "checkout": 3})
-    assert [row.status for row in ledger()] == ["succeeded", "succeeded"]
-    assert holdings()["AAPL"].quantity == 3
-    assert summaries()[("succeeded", "", "AAPL")].quantity == 3
+    assert [row.attempts for row in ledger()] == [1, 1]
 
 
 def test_the_first_buy_creates_the_portfolio_in_one_transaction(

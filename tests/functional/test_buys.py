@@ -292,10 +292,31 @@ def test_vendor_rejection_is_passed_on_and_never_retried(
     assert waits == []
 
 
+@pytest.mark.parametrize("quote_cached", [False, True], ids=["priced-by-vendor", "quote-cached"])
 def test_vendor_5xx_is_retried_after_the_configured_waits_then_502(
-    client_with: Callable[..., FlaskClient], simulator: Simulator, waits: list[float]
+    client_with: Callable[..., FlaskClient],
+    simulator: Simulator,
+    waits: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    quote_cached: bool,
 ) -> None:
-    client = client_with(vendor_retry_delays=(1.0, 2.0, 3.0), vendor_circuit_fail_max=50)
+    settings: dict[str, object] = {"cache_ttl_seconds": STEADY_REPRICE_SECONDS}
+    client = client_with(
+        vendor_retry_delays=(1.0, 2.0, 3.0),
+        vendor_circuit_fail_max=50,
+        **(settings if quote_cached else {}),
+    )
+    if quote_cached:
+        with client.application.app_context():
+            market_price("AAPL")  # a quote fresh enough to trade on
+    counted: list[int] = []
+    real_count_order = transactions.count_order
+
+    def count_order(*args: object) -> bool:
+        counted.append(1)
+        return real_count_order(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transactions, "count_order", count_order)
     simulator.configure(error_rate=1.0, fault_operations=("buy",))
     before = BUY_VENDOR_ATTEMPTS.labels("vendor_server_error")._value.get()
     response = post_buy(client, simulator.price("AAPL"), 1)
@@ -313,6 +334,9 @@ def test_vendor_5xx_is_retried_after_the_configured_waits_then_502(
     assert vendor_buys(simulator) == 4
     assert simulator.orders() == []
     assert BUY_VENDOR_ATTEMPTS.labels("vendor_server_error")._value.get() == before + 4
+    # Every order was counted before it left: the first by the claim itself
+    # when the cached quote let it through, the others one by one.
+    assert len(counted) == (3 if quote_cached else 4)
 
 
 def test_a_retried_order_succeeds_once(

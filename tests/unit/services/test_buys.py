@@ -20,9 +20,10 @@ from tests.buys_support import holdings, ledger, summaries
 def test_a_buy_whose_attempt_was_abandoned_before_its_order_sends_none(
     app: Flask, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_market_price = buys.market_price
+    # No quote cached: the claim counts no order, the price comes from the vendor.
+    real_vendor_price = buys.vendor_price
 
-    def slow_market_price(symbol: str) -> Quote:
+    def slow_vendor_price(symbol: str) -> Quote:
         # Meanwhile, another process (the report job) finalises every pending row.
         def janitor() -> None:
             with app.app_context():
@@ -31,9 +32,9 @@ def test_a_buy_whose_attempt_was_abandoned_before_its_order_sends_none(
         thread = threading.Thread(target=janitor)
         thread.start()
         thread.join()
-        return real_market_price(symbol)
+        return real_vendor_price(symbol)
 
-    monkeypatch.setattr(buys, "market_price", slow_market_price)
+    monkeypatch.setattr(buys, "vendor_price", slow_vendor_price)
     with pytest.raises(OrderNotSent):
         buys.buy(user_id="alice", symbol="AAPL", price=simulator.price("AAPL"), quantity=1)
 
@@ -50,7 +51,7 @@ def test_an_unexpected_error_while_trading_still_ends_the_attempt(
     def broken(symbol: str) -> Quote:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(buys, "market_price", broken)
+    monkeypatch.setattr(buys, "vendor_price", broken)
     with pytest.raises(OrderOutcomeUnknown) as raised:
         buys.buy(user_id="alice", symbol="AAPL", price=Decimal(1), quantity=1)
 
