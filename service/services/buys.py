@@ -13,9 +13,10 @@ A buy runs in three steps, and only the middle one talks to the vendor:
    (``attempts``, committed) before it is sent: if that write fails, nothing
    is sent. When the cached quote is fresh enough to trade on and the price
    is within its band, the order goes out at once and the claim counted it
-   (one write less); the deadline still stops it. An order is sent again only when the vendor cannot have executed
-   it (a 5xx, or a request that never left); one whose answer was lost ends
-   ``unknown`` and is never resent.
+   (one write less); the deadline still stops it. An order is sent again
+   only when the vendor cannot have executed it (a 5xx, or a request that
+   never left); one whose answer was lost ends ``unknown`` and is never
+   resent.
 3. *finish* — :func:`service.services.outcomes.settle` moves the row from
    ``pending`` to its final status in one database transaction, with the
    day's summary and, on success, the holding. If PostgreSQL is away just
