@@ -126,11 +126,17 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         # A second pool, of connections always in autocommit, for the buy's
-        # one-statement writes (service.extensions.autocommit); the engine
-        # options above are its defaults.
+        # one-statement writes (service.extensions.autocommit), with the same
+        # options (Flask-SQLAlchemy gives a bind none of the ones above).
         "SQLALCHEMY_BINDS": {}
         if settings.uses_sqlite
-        else {AUTOCOMMIT_BIND: {"url": settings.database_url, "isolation_level": "AUTOCOMMIT"}},
+        else {
+            AUTOCOMMIT_BIND: {
+                **engine_options,
+                "url": settings.database_url,
+                "isolation_level": "AUTOCOMMIT",
+            }
+        },
         # A larger body is refused (413 request_too_large) before it is read.
         "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "API_TITLE": "Stock trading service",

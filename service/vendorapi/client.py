@@ -222,11 +222,12 @@ class VendorClient:
             raise VendorBadResponse(f"unreadable order confirmation: {exc}") from exc
 
     def close(self) -> None:
-        """Close the pooled connections (the client is not used afterwards)."""
+        """Close the pooled connections (the client opens new ones if used again)."""
         if isinstance(self.pool, urllib3.PoolManager):
             self.pool.clear()
         else:
-            self.pool.close()
+            self.pool.close()  # a closed host pool takes no more requests: a new one will
+            self.pool = _connection_pool(self.base_url)
 
     def circuit_is_open(self) -> bool:
         return self.circuit.is_open()
@@ -298,7 +299,7 @@ def _connection_pool(base_url: str) -> urllib3.PoolManager | urllib3.HTTPConnect
     proxy = select_proxy(base_url, environment["proxies"])
     if proxy:
         return urllib3.ProxyManager(proxy, num_pools=1, maxsize=POOL_SIZE, **tls)
-    if not base_url.startswith("https:"):
+    if urllib3.util.parse_url(base_url).scheme != "https":
         tls = {}
     return urllib3.connection_from_url(base_url, maxsize=POOL_SIZE, **tls)
 

@@ -188,7 +188,8 @@ def bench_vendor_calls(quick: bool = False) -> list[Goal]:
         finally:
             store.close()
             with app.app_context():
-                db.engine.dispose()
+                for engine in db.engines.values():
+                    engine.dispose()
     print_table(
         f"Vendor calls per buy (catalogue of {WALK_PAGES} pages, symbols spread over it)",
         ["state", "buys", "vendor calls", "per buy (incl. the order)"],

@@ -106,7 +106,8 @@ def migrate_database(url: str = DEFAULT_DATABASE_URL) -> None:
     app = create_app(Settings.from_env({}, database_url=url))
     with app.app_context():
         upgrade()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 def empty_ledger(url: str = DEFAULT_DATABASE_URL) -> None:

@@ -4,6 +4,7 @@ fails here rather than only in ``make bench``."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,9 +14,11 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
-from service.extensions import PING_IDLE_AFTER_SECONDS, db
+from service.app import create_app
+from service.config import Settings
+from service.extensions import AUTOCOMMIT_BIND, PING_IDLE_AFTER_SECONDS, db
 from service.vendorapi.simulator import Simulator
 from tests.buys_support import STEADY_REPRICE_SECONDS, holdings, ledger, post_buy, summaries
 
@@ -155,3 +158,34 @@ def test_pooled_connections_killed_while_idle_are_replaced_before_use(
     assert response.status_code == 201
     assert holdings()["AAPL"].quantity == 3
     assert seen["connect"] >= 1  # the dead connection was replaced
+
+
+def test_the_autocommit_pool_has_the_sessions_options(app: Flask) -> None:
+    with app.app_context():
+        session_engine, autocommit_engine = db.engine, db.engines[AUTOCOMMIT_BIND]
+    assert autocommit_engine is not session_engine
+    pools = [session_engine.pool, autocommit_engine.pool]
+    assert all(isinstance(pool, QueuePool) for pool in pools)
+    assert [pool.status().split(" Connections")[0] for pool in pools] == ["Pool size: 10 "] * 2
+
+
+def test_a_buy_against_a_database_that_never_answers_is_a_503_in_seconds(
+    make_settings: Callable[..., Settings], simulator: Simulator
+) -> None:
+    # A server that accepts connections and never speaks (a black-holed
+    # PostgreSQL): both pools give up after the connect timeout, not never.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/test"
+        app = create_app(make_settings(database_url=url))
+        started = time.monotonic()
+        response = post_buy(app.test_client(), simulator.price("AAPL"), 1)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert took < 15
+    assert simulator.orders() == []

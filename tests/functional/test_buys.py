@@ -802,11 +802,20 @@ def test_an_order_the_ledger_cannot_count_is_not_sent(
     ]
 
 
+@pytest.mark.parametrize("quote_cached", [False, True], ids=["priced-by-vendor", "quote-cached"])
 def test_no_order_is_sent_once_the_buy_is_past_its_deadline(
-    client: FlaskClient, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+    client_with: Callable[..., FlaskClient],
+    simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    quote_cached: bool,
 ) -> None:
     # A buy slower than its deadline could meet the sweep of abandoned attempts:
-    # it must give up before sending, so the sweep never races a live order.
+    # it must give up before sending, so the sweep never races a live order;
+    # also when its claim counted the order (a cached quote let it through).
+    client = client_with(**({"cache_ttl_seconds": STEADY_REPRICE_SECONDS} if quote_cached else {}))
+    if quote_cached:
+        with client.application.app_context():
+            market_price("AAPL")
     monkeypatch.setattr("service.services.orders.ORDER_DEADLINE_SECONDS", -1.0)
 
     response = post_buy(client, simulator.price("AAPL"), 1)
@@ -814,7 +823,9 @@ def test_no_order_is_sent_once_the_buy_is_past_its_deadline(
     assert response.status_code == 502
     assert _error(response)["details"]["reason"] == "deadline_passed"
     assert simulator.orders() == []
-    assert [(row.status, row.reason) for row in ledger()] == [("failed", "deadline_passed")]
+    assert [(row.status, row.reason, row.attempts) for row in ledger()] == [
+        ("failed", "deadline_passed", 0)
+    ]
 
 
 def test_an_order_the_vendor_executed_differently_is_unknown_and_credits_nothing(

@@ -314,3 +314,26 @@ def test_requests_go_to_the_base_urls_path_in_origin_form(
 
     assert page.items == ()
     assert vendor_stub.calls == [("GET", "/api/v2/stocks")]
+
+
+def test_a_closed_client_opens_new_connections_when_used_again(
+    make_client, simulator: Simulator
+) -> None:
+    client = make_client()
+    price = simulator.price("AAPL")
+    client.place_order("AAPL", price, 1)
+    client.close()
+    assert client.place_order("AAPL", price, 1).quantity == 1
+    assert len(simulator.orders()) == 2
+
+
+@pytest.mark.parametrize("url", ["https://vendor.example", "HTTPS://vendor.example"])
+def test_an_https_vendor_is_verified_against_the_ca_bundle(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.vendorapi.client import _connection_pool
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    pool = _connection_pool(url)
+    assert getattr(pool, "ca_certs", None) == "/etc/ssl/certs/ca-certificates.crt"
+    assert getattr(pool, "cert_reqs", None) == "CERT_REQUIRED"
