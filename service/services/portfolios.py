@@ -4,9 +4,10 @@ Quantities and cost bases come from the user's own succeeded buys (the
 ``holdings`` table). They are cached in Redis per user under a *generation*,
 a random number that every successful buy replaces (:func:`invalidate`): a
 reader stores what it read under the generation it saw *before* reading, so
-a read that raced with a buy can never hide that buy from later readers. Market values
-are added at read time from the cached quotes, so they are as fresh as the
-quote cache, with their age shown. Redis failures fall back to the database.
+a read that raced with a buy can never hide that buy from later readers.
+Market values are added at read time from the cached quotes, so they are as
+fresh as the quote cache, with their age shown. Redis failures fall back to
+the database.
 """
 
 from __future__ import annotations
