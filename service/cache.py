@@ -81,7 +81,7 @@ def get_many_json(keys: Iterable[str], component: str = "cache") -> dict[str, An
     raws: list[Any] = []
     if keys:
         with redis_guard(component):
-            raws = redis_store.client.mget(keys)
+            raws = redis_store.threads.execute("MGET", *keys)
     return {key: json.loads(raw) for key, raw in zip(keys, raws, strict=False) if raw is not None}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from service.cache import redis_guard
+from service.extensions import thread_connections
 from service.ids import new_id
 
 COMPONENT = "limiter"
@@ -220,10 +221,9 @@ class ConcurrencyLimiter:
             return
         assert self._redis is not None  # only Redis slots are queued
         with redis_guard(COMPONENT):
-            pipe = self._redis.pipeline(transaction=False)
-            for key, holders in released.items():
-                pipe.zrem(key, *holders)
-            pipe.execute()
+            thread_connections(self._redis).pipeline(
+                [("ZREM", key, *holders) for key, holders in released.items()]
+            )
 
     def renew_leases(self) -> None:
         """Extend the lease of every slot this process holds, in one round trip."""

@@ -10,18 +10,17 @@ errors fail open.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import g, has_app_context
 from limits.storage import MemoryStorage, RedisStorage
-from redis import Redis
 from redis.connection import Connection
-from redis.exceptions import ConnectionError, NoScriptError
+from redis.exceptions import NoScriptError
 
 from service.cache import redis_guard
+from service.extensions import thread_connections
 from service.ratelimit.leases import LIMITER_KEY_SECONDS, TAKE_SLOT_LUA, ConcurrencyLimiter
 
 COMPONENT = "limiter"
@@ -164,45 +163,22 @@ class SharedWindowStorage(RedisStorage):
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
         self._hit = self.storage.register_script(_RATE_HIT)
-        self._threads = threading.local()
-
-    def _connection(self) -> Connection:
-        """This thread's connection from the shared pool, kept for the thread's
-        life (a hit then skips the pool's checkout and return) by a
-        single-connection client, which gives it back when the thread ends."""
-        client: Redis | None = getattr(self._threads, "client", None)
-        if client is None:
-            client = self._threads.client = Redis(
-                connection_pool=self.storage.connection_pool, single_connection_client=True
-            )
-        connection = client.connection
-        assert connection is not None  # a single-connection client holds one from the start
-        return connection
+        self._threads = thread_connections(self.storage)
 
     def _run_hit(self, keys: list[str], args: list[str | int]) -> list[Any]:
-        # EVALSHA on the connection itself: redis-py's client layers (command
-        # lookup, retry wrapper, reply callbacks) cost more than the script.
-        connection = self._connection()
-        try:
-            return self._call(connection, "EVALSHA", self._hit.sha, keys, args)
-        except NoScriptError:  # a restarted Redis: EVAL loads the script again
-            return self._call(connection, "EVAL", self._hit.script, keys, args)
+        # EVALSHA on the thread's own connection: redis-py's client layers
+        # (pool, command lookup, retry wrapper, reply callbacks) cost more
+        # than the script. Sent again on a new connection if a kept one was
+        # dropped (``resent``): should the lost run have admitted the hit,
+        # the script answers as it did.
+        def hit(connection: Connection, resent: bool) -> list[Any]:
+            flagged = [int(resent), *args]
+            try:
+                return _send_and_read(connection, "EVALSHA", self._hit.sha, keys, flagged)
+            except NoScriptError:  # a restarted Redis: EVAL loads the script again
+                return _send_and_read(connection, "EVAL", self._hit.script, keys, flagged)
 
-    @staticmethod
-    def _call(
-        connection: Connection, command: str, script: str, keys: list[str], args: list[str | int]
-    ) -> list[Any]:
-        reused = connection.is_connected
-        try:
-            return _send_and_read(connection, command, script, keys, [0, *args])
-        except ConnectionError:
-            if not reused:  # a new connection failed: Redis is away
-                raise
-            # One kept from an earlier request was dropped (a restarted Redis,
-            # a server-side timeout): once more on a new one. Should the lost
-            # run have admitted the hit, the script answers as it did.
-            connection.disconnect()
-            return _send_and_read(connection, command, script, keys, [1, *args])
+        return self._threads.run(hit)
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit (``True``) or refuse one hit; ``True`` when Redis fails."""

@@ -90,7 +90,9 @@ def invalidate(user_id: str) -> None:
     # A new random generation rather than INCR and EXPIRE: one plain command.
     generation = secrets.randbits(_GENERATION_BITS)
     with cache.redis_guard("cache"):
-        redis_store.client.set(_generation_key(user_id), generation, ex=GENERATION_TTL_SECONDS)
+        redis_store.threads.execute(
+            "SET", _generation_key(user_id), generation, "EX", GENERATION_TTL_SECONDS
+        )
 
 
 def _entry_key(user_id: str) -> str:

@@ -17,6 +17,7 @@ import pybreaker
 from redis import Redis
 
 from service.cache import redis_guard
+from service.extensions import thread_connections
 from service.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
 
     def __init__(self, state: str, redis: Redis, namespace: str) -> None:
         super().__init__(state, redis, namespace=namespace)
-        self._client = redis
+        self._threads = thread_connections(redis)
         # pybreaker's key layout, "<namespace>:pybreaker:<name>".
         self._state_keys = [
             f"{namespace}:{self.BASE_NAMESPACE}:{name}" for name in ("state", "fail_counter")
@@ -61,7 +62,7 @@ class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
         self._failures_read = None
         values = None
         with redis_guard("breaker"):
-            values = self._client.mget(self._state_keys)
+            values = self._threads.execute("MGET", *self._state_keys)
         if values is None:
             return pybreaker.STATE_CLOSED  # Redis failed: as pybreaker's own storage does
         state, failures = values

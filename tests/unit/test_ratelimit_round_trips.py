@@ -44,17 +44,28 @@ def probe(make_app: Callable[..., Flask], redis_client: redis.Redis) -> Callable
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every command this test's thread (the requests' path, not the lease
     keeper's) sends to Redis from now on (counted client-side: the server's
-    stats count other tests' commands too)."""
+    stats count other tests' commands too), except a new connection's
+    handshake (``HELLO``, ``CLIENT SETINFO``), which a connection pays once."""
     commands: list[Any] = []
     original = redis.connection.Connection.send_packed_command
+    original_handshake = redis.connection.Connection.on_connect_check_health
     requests_thread = threading.current_thread()
+    connecting = threading.local()
 
     def counted(self: redis.connection.Connection, command: Any, check_health: bool = True) -> None:
-        if threading.current_thread() is requests_thread:
+        if threading.current_thread() is requests_thread and not getattr(connecting, "now", False):
             commands.append(command)
         original(self, command, check_health)
 
+    def handshake(self: redis.connection.Connection, check_health: bool = True) -> None:
+        connecting.now = True
+        try:
+            original_handshake(self, check_health)
+        finally:
+            connecting.now = False
+
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    monkeypatch.setattr(redis.connection.Connection, "on_connect_check_health", handshake)
     return commands
 
 

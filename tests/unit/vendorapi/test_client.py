@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any, ClassVar
 
 import pytest
 import redis
@@ -265,30 +266,34 @@ def test_without_redis_the_breaker_stays_closed_and_counts_the_errors(make_clien
     dead.close()
 
 
-class _RecordingRedis(redis.Redis):
-    """A Redis client that notes the name of every command it sends."""
+class _RecordingConnection(redis.Connection):
+    """A connection that notes the name of every command it sends."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.commands: list[str] = []
+    commands: ClassVar[list[str]] = []
 
-    def execute_command(self, *args: object, **options: object) -> object:
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
         self.commands.append(str(args[0]).upper())
-        return super().execute_command(*args, **options)
+        super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands: Any) -> list[bytes | memoryview]:
+        self.commands.extend(str(command[0]).upper() for command in commands)
+        return super().pack_commands(commands)
 
 
 def test_a_call_reads_the_circuit_once_and_resets_only_failures_it_saw(
     make_client, simulator: Simulator, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    recording = _RecordingRedis(connection_pool=redis.ConnectionPool.from_url(redis_url))
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=_RecordingConnection)
+    recording = redis.Redis(connection_pool=pool)
+    sent = _RecordingConnection.commands
     client = make_client(redis=recording, fail_max=10)
     price = simulator.price("AAPL")
     client.place_order("AAPL", price, 1)  # the breaker's keys now exist
     failures = "vendor:pybreaker:fail_counter"
 
-    recording.commands.clear()
+    sent.clear()
     client.place_order("AAPL", price, 1)
-    assert recording.commands == ["MGET"]  # state and failures read at once, nothing written
+    assert sent == ["MGET"]  # state and failures read at once, nothing written
 
     simulator.configure(error_rate=1.0)
     with pytest.raises(VendorServerError):
@@ -296,9 +301,9 @@ def test_a_call_reads_the_circuit_once_and_resets_only_failures_it_saw(
     assert redis_client.get(failures) == b"1"
     simulator.configure(error_rate=0.0)
 
-    recording.commands.clear()
+    sent.clear()
     client.place_order("AAPL", price, 1)
-    assert recording.commands == ["MGET", "SET"]  # the success clears the failure it saw
+    assert sent == ["MGET", "SET"]  # the success clears the failure it saw
     assert redis_client.get(failures) == b"0"
     recording.close()
 
