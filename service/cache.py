@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,18 +33,7 @@ def record_failure(component: str, exc: RedisError) -> None:
     log.warning("redis unavailable, bypassed", extra={"component": component, "error": repr(exc)})
 
 
-class Guard:
-    """What :func:`redis_guard` saw: the ``RedisError`` the block raised, if any."""
-
-    error: RedisError | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-
-@contextmanager
-def redis_guard(component: str = "cache") -> Iterator[Guard]:
+class redis_guard:  # lower case: used as a function, ``with redis_guard(...)``
     """Fail open: a ``RedisError`` raised in the block is counted, logged and
     swallowed, and the block ends there; ``guard.failed`` tells the caller.
 
@@ -53,13 +42,35 @@ def redis_guard(component: str = "cache") -> Iterator[Guard]:
         value = None
         with redis_guard("cache"):
             value = client.get(key)
+
+    A class rather than a ``@contextmanager`` generator: hot paths enter
+    several a request, and a generator's set-up costs several times more.
     """
-    guard = Guard()
-    try:
-        yield guard
-    except RedisError as exc:
-        guard.error = exc
-        record_failure(component, exc)
+
+    __slots__ = ("component", "error")
+
+    def __init__(self, component: str = "cache") -> None:
+        self.component = component
+        self.error: RedisError | None = None  # what the block raised, if anything
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def __enter__(self) -> redis_guard:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if isinstance(error, RedisError):
+            self.error = error
+            record_failure(self.component, error)
+            return True
+        return False
 
 
 def dumps(value: Any) -> str:

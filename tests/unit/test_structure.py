@@ -139,9 +139,16 @@ def test_redis_failures_are_handled_in_one_place() -> None:
     handlers = set()
     for path in _modules():
         for node in ast.walk(_tree(path)):
-            if isinstance(node, ast.ExceptHandler) and "RedisError" in ast.unparse(
+            # ``except RedisError`` or, in a context manager's exit, ``isinstance(…, RedisError)``.
+            caught = isinstance(node, ast.ExceptHandler) and "RedisError" in ast.unparse(
                 node.type or node
-            ):
+            )
+            checked = (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "isinstance"
+                and "RedisError" in ast.unparse(node.args[-1])
+            )
+            if caught or checked:
                 handlers.add(_name(path))
     assert handlers == {"service/cache.py"}
 
