@@ -59,6 +59,7 @@ from redis import Redis
 from service.api import OPEN_BLUEPRINTS
 from service.config import Settings
 from service.errors import RateLimited, TooManyConcurrentRequests
+from service.extensions import thread_connections
 from service.metrics import RATE_LIMITED
 from service.ratelimit import window
 from service.ratelimit.leases import (
@@ -146,6 +147,7 @@ def _storage(redis: Redis | None, leases: ConcurrencyLimiter) -> Storage:
         return window.LocalWindowStorage("memory://")
     return window.SharedWindowStorage(
         "redis://",
+        thread_connections(redis),
         connection_pool=redis.connection_pool,
         key_prefix=RATE_STORAGE_PREFIX,
         leases=leases,

@@ -20,7 +20,7 @@ from redis.connection import Connection
 from redis.exceptions import NoScriptError
 
 from service.cache import redis_guard
-from service.extensions import thread_connections
+from service.extensions import ThreadConnections
 from service.ratelimit.leases import LIMITER_KEY_SECONDS, TAKE_SLOT_LUA, ConcurrencyLimiter
 
 COMPONENT = "limiter"
@@ -150,20 +150,30 @@ class SharedWindowStorage(RedisStorage):
     """limits' Redis storage whose moving-window hit
     reports the window in the same round trip and fails open on Redis errors.
 
+    Its hits go on each thread's own connection, of ``threads`` (the app's,
+    so that a request thread holds one Redis connection for everything);
+    the storage's own client runs limits' other commands.
+
     With ``leases`` (the concurrency limit, passed through
     ``storage_from_string``'s options), a hit made for a request that wants a slot
     (:func:`want_slot`) takes it in the same script: the request's
     ``g.concurrency_slot`` is then the slot, or ``g.concurrency_full`` is set.
     """
 
-    def __init__(self, uri: str, leases: ConcurrencyLimiter | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        uri: str,
+        threads: ThreadConnections,
+        leases: ConcurrencyLimiter | None = None,
+        **options: Any,
+    ) -> None:
         self.leases = leases
+        self._threads = threads
         super().__init__(uri, **options)
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
         self._hit = self.storage.register_script(_RATE_HIT)
-        self._threads = thread_connections(self.storage)
 
     def _run_hit(self, keys: list[str], args: list[str | int]) -> list[Any]:
         # EVALSHA on the thread's own connection: redis-py's client layers

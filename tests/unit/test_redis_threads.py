@@ -5,11 +5,14 @@ dropped connection and never read another command's reply."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 
+from service.cache import get_many_json
 from service.extensions import ThreadConnections, thread_connections
 
 
@@ -82,3 +85,14 @@ def test_a_redis_that_is_away_is_a_redis_error(redis_client: redis.Redis) -> Non
     threads = ThreadConnections(redis.Redis.from_url("redis://127.0.0.1:1/0"))
     with pytest.raises(redis.ConnectionError):
         threads.execute("GET", "k")
+
+
+def test_a_request_thread_holds_one_connection_for_the_limits_and_the_cache(
+    make_app: Callable[..., Flask], redis_url: str, redis_client: redis.Redis
+) -> None:
+    app = make_app(rate_limit_enabled=True, redis_url=f"{redis_url}?client_name=one-per-thread")
+    app.add_url_rule("/probe", view_func=lambda: {"cached": len(get_many_json(["a", "b"]))})
+    client = app.test_client()
+    for _ in range(5):  # the rate hit and the cache read on this thread's connection
+        assert client.get("/probe").status_code == 200
+    assert _named_connections(redis_client, "one-per-thread") == 1
