@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from flask import has_request_context, request
 from redis.exceptions import RedisError
 from redis.lock import Lock
 
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 # How long a job records its runs in Redis (the sweep's and the tokens refresh's
 # last run, last success, counts): longer than any alert window that reads them.
 JOB_RECORD_SECONDS = 30 * 86_400
+# In the request's WSGI environ (strictly one request's, unlike ``g``, which
+# a request shares with an application context already pushed, as in tests):
+# key -> raw value, read ahead by this request.
+_READ_AHEAD = "trading.redis_read_ahead"
 
 
 def record_failure(component: str, exc: RedisError) -> None:
@@ -87,13 +92,43 @@ def get_json(key: str, component: str = "cache") -> Any | None:
 
 
 def get_many_json(keys: Iterable[str], component: str = "cache") -> dict[str, Any]:
-    """The decoded values of those ``keys`` that exist (``{}`` when Redis fails)."""
+    """The decoded values of those ``keys`` that exist (``{}`` when Redis
+    fails); taken from :func:`read_ahead` when this request read them all ahead."""
     keys = list(keys)
-    raws: list[Any] = []
-    if keys:
-        with redis_guard(component):
-            raws = redis_store.threads.execute("MGET", *keys)
+    raws: list[Any] | None = take_read_ahead(keys)
+    if raws is None:
+        raws = []
+        if keys:
+            with redis_guard(component):
+                raws = redis_store.threads.execute("MGET", *keys)
     return {key: json.loads(raw) for key, raw in zip(keys, raws, strict=False) if raw is not None}
+
+
+def read_ahead(keys: Sequence[str], component: str = "cache") -> None:
+    """Read ``keys`` now, in one round trip with each other, for reads later
+    in the same request that would each cost one: a read that finds all its
+    keys read ahead (:func:`take_read_ahead`) takes their values instead,
+    once; values nobody took go with the request. Outside a request, and
+    when Redis fails, nothing is read ahead."""
+    if not has_request_context():
+        return
+    values = None
+    with redis_guard(component):
+        values = redis_store.threads.execute("MGET", *keys)
+    if values is not None:
+        request.environ.setdefault(_READ_AHEAD, {}).update(zip(keys, values, strict=True))
+
+
+def take_read_ahead(keys: Sequence[str]) -> list[Any] | None:
+    """The raw values (``None`` for a missing key) of ``keys`` when this
+    request read every one of them ahead and none was taken yet (they are
+    taken now: a second read goes to Redis); else ``None``."""
+    ahead: dict[str, Any] | None = (
+        request.environ.get(_READ_AHEAD) if has_request_context() else None
+    )
+    if not ahead or not all(key in ahead for key in keys):
+        return None
+    return [ahead.pop(key) for key in keys]
 
 
 def set_many_json(values: Mapping[str, Any], ttl_seconds: int, component: str = "cache") -> bool:

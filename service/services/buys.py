@@ -44,6 +44,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.cache import read_ahead
 from service.config import current_settings
 from service.errors import (
     IdempotencyKeyInUse,
@@ -55,6 +56,7 @@ from service.errors import (
 )
 from service.extensions import autocommit, db
 from service.marketdata.codec import Quote
+from service.marketdata.store import quote_key
 from service.metrics import PRICE_CHECK_REJECTIONS
 from service.models import Transaction, TransactionStatus
 from service.models.base import utcnow
@@ -117,6 +119,8 @@ def buy(
         as :func:`result_of` describes it.
     """
     fingerprint = request_fingerprint(user_id, symbol, price, quantity)
+    # The quote, and the circuit's state that the order reads first: one round trip.
+    read_ahead([quote_key(symbol), *vendor_client().circuit.state_keys])
     cached = cached_price(symbol)
     claimed: dict[str, Any] = {
         "user_id": user_id,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pybreaker
 from redis import Redis
 
-from service.cache import redis_guard
+from service.cache import redis_guard, take_read_ahead
 from service.extensions import thread_connections
 from service.metrics import REDIS_ERRORS
 
@@ -31,6 +31,13 @@ class _BreakerRedisLog:
     def exception(self, message: str, *args: object) -> None:
         REDIS_ERRORS.labels("breaker").inc()
         log.warning("circuit breaker state unavailable in Redis: " + message, *args)
+
+
+def state_keys(namespace: str) -> list[str]:
+    """The keys of the circuit's state and failure count, in pybreaker's
+    layout ("<namespace>:pybreaker:<name>")."""
+    base = pybreaker.CircuitRedisStorage.BASE_NAMESPACE
+    return [f"{namespace}:{base}:{name}" for name in ("state", "fail_counter")]
 
 
 class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
@@ -51,18 +58,17 @@ class _SharedRedisStorage(pybreaker.CircuitRedisStorage):
     def __init__(self, state: str, redis: Redis, namespace: str) -> None:
         super().__init__(state, redis, namespace=namespace)
         self._threads = thread_connections(redis)
-        # pybreaker's key layout, "<namespace>:pybreaker:<name>".
-        self._state_keys = [
-            f"{namespace}:{self.BASE_NAMESPACE}:{name}" for name in ("state", "fail_counter")
-        ]
+        self._state_keys = state_keys(namespace)
         self._failures_read: int | None = None  # by the last state read, until used
 
     @property
     def state(self) -> str:
         self._failures_read = None
-        values = None
-        with redis_guard("breaker"):
-            values = self._threads.execute("MGET", *self._state_keys)
+        # Read ahead with the buy's cached quote (service.services.buys), or now.
+        values = take_read_ahead(self._state_keys)
+        if values is None:
+            with redis_guard("breaker"):
+                values = self._threads.execute("MGET", *self._state_keys)
         if values is None:
             return pybreaker.STATE_CLOSED  # Redis failed: as pybreaker's own storage does
         state, failures = values
@@ -114,6 +120,9 @@ class _TransitionLog(pybreaker.CircuitBreakerListener):
 _TRANSITION_LOG = _TransitionLog()
 
 
+_NAMESPACE = "vendor"
+
+
 class SharedCircuit:
     """One circuit, seen by each thread through breaker objects of its own."""
 
@@ -130,6 +139,11 @@ class SharedCircuit:
         self._reset_timeout = reset_timeout
         self._exclude = exclude
         self._local = threading.local()
+
+    @property
+    def state_keys(self) -> list[str]:
+        """The Redis keys a call reads first (see :func:`service.cache.read_ahead`)."""
+        return state_keys(_NAMESPACE)
 
     def is_open(self) -> bool:
         return self.breaker().current_state == pybreaker.STATE_OPEN
@@ -168,6 +182,6 @@ class SharedCircuit:
         storage: pybreaker.CircuitBreakerStorage | None = getattr(self._local, "storage", None)
         if storage is None:
             with redis_guard("breaker"):
-                storage = _SharedRedisStorage(pybreaker.STATE_CLOSED, self._redis, "vendor")
+                storage = _SharedRedisStorage(pybreaker.STATE_CLOSED, self._redis, _NAMESPACE)
                 self._local.storage = storage
         return storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)

@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+import redis
+import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
@@ -90,6 +93,32 @@ def test_a_buy_on_a_cached_quote_takes_two_statements_each_its_own_transaction(
         assert rows[1].market_price == price
         assert holdings()["AAPL"].quantity == 3
         assert summaries()[("succeeded", "", "AAPL")].quantity == 3
+
+
+def test_a_buy_on_a_cached_quote_sends_redis_two_commands(
+    make_app: Callable[..., Flask], simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    simulator.configure(reprice_seconds=STEADY_REPRICE_SECONDS)
+    app = make_app(cache_ttl_seconds=STEADY_REPRICE_SECONDS)  # quotes stay fresh
+    client = app.test_client()
+    price = simulator.price("AAPL")
+    assert post_buy(client, price, 1).status_code == 201  # portfolio, fresh quote cached
+    sent: list[str] = []
+    send_command = redis.connection.Connection.send_command
+
+    def recording(connection: redis.connection.Connection, *args: Any, **options: Any) -> None:
+        sent.append(str(args[0]).upper())
+        send_command(connection, *args, **options)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_command", recording)
+    response = post_buy(client, price, 2)
+
+    assert response.status_code == 201
+    # The quote and the circuit's state read together (MGET), the order sent
+    # on that state, then the portfolio cache's new generation (SET).
+    assert sent == ["MGET", "SET"]
+    with app.app_context():
+        assert [row.attempts for row in ledger()] == [1, 1]
 
 
 def test_a_buy_priced_by_the_vendor_counts_its_order_before_sending_it(
